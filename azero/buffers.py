@@ -1,0 +1,160 @@
+"""Per-type task buffers, and the built-in tasks that seed or top them up.
+
+A buffer is a FIFO of verified tasks (oldest dropped first once over capacity; the official AZR
+code keeps the first 16384 instead, which freezes a full buffer). It hands out proposer references
+and solver batches, and keeps a running count of program signatures for the diversity bonus.
+All randomness comes from the caller's `random.Random`, so every rank draws the same samples.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from .tasks.common import N_INDUCTION_INPUTS, TASK_KINDS, Rejected, Task, make_task
+from .tasks.program import Program, parse_program, random_program
+
+
+def _signature(task: Task) -> str:
+    return parse_program(task.program).signature  # parse_program is cached: cheap on repeats
+
+
+class TaskBuffer:
+    def __init__(self, kind: str, capacity: int = 16384) -> None:
+        if kind not in TASK_KINDS:
+            raise ValueError(f"unknown task kind {kind!r}; expected one of {TASK_KINDS}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.kind = kind
+        self.capacity = capacity
+        self._tasks: deque[Task] = deque()
+        self._signatures: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self):
+        return iter(self._tasks)
+
+    def add(self, tasks: Iterable[Task]) -> None:
+        """Append tasks (whatever their reward, as in AZR); evict the oldest beyond capacity."""
+        for task in tasks:
+            if task.kind != self.kind:
+                raise ValueError(f"a {task.kind} task cannot go into the {self.kind} buffer")
+            self._tasks.append(task)
+            self._signatures[_signature(task)] += 1
+            if len(self._tasks) > self.capacity:
+                self._forget(self._tasks.popleft())
+
+    def _forget(self, task: Task) -> None:
+        signature = _signature(task)
+        self._signatures[signature] -= 1
+        if not self._signatures[signature]:
+            del self._signatures[signature]  # so `signature in buffer.signatures()` stays exact
+
+    def sample(self, k: int, rng: random.Random) -> list[Task]:
+        """min(k, len) tasks drawn uniformly without replacement (the proposer's references)."""
+        indices = rng.sample(range(len(self._tasks)), min(k, len(self._tasks)))
+        return [self._tasks[i] for i in indices]
+
+    def solver_batch(self, new: Sequence[Task], size: int, rng: random.Random) -> list[Task]:
+        """`size` solver tasks: this iteration's new tasks first (a random subset if there are more),
+        the rest uniform from the buffer, without replacement when it holds enough, else with.
+
+        With an empty buffer the rest is drawn from `new`; with nothing at all the batch is empty.
+        """
+        if len(new) >= size:
+            return rng.sample(list(new), size)
+        pool: Sequence[Task] = self._tasks if self._tasks else new
+        missing = size - len(new)
+        if not pool:
+            return []
+        if len(pool) >= missing:
+            rest = [pool[i] for i in rng.sample(range(len(pool)), missing)]
+        else:
+            rest = [pool[i] for i in rng.choices(range(len(pool)), k=missing)]
+        return [*new, *rest]
+
+    def signatures(self) -> Mapping[str, int]:
+        """Live read-only count of program signatures in the buffer (O(1) lookups)."""
+        return MappingProxyType(self._signatures)
+
+    def state_dict(self) -> dict[str, Any]:
+        tasks = [task.to_dict() for task in self._tasks]
+        return {"kind": self.kind, "capacity": self.capacity, "tasks": tasks}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the tasks; this buffer's own capacity (from the config) wins over the saved one."""
+        if state["kind"] != self.kind:
+            raise ValueError(f"state of a {state['kind']} buffer cannot load into the {self.kind} buffer")
+        self._tasks.clear()
+        self._signatures.clear()
+        self.add(Task.from_dict(d) for d in state["tasks"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in tasks
+
+SEED_PROGRAMS = ("a + b", "a * b", "a - b", "a * 2 + b", "(a + b) * 3", "a // 2 + b")
+SEED_MESSAGES = {
+    "a + b": "add the two numbers",
+    "a * b": "multiply the two numbers",
+    "a - b": "subtract b from a",
+    "a * 2 + b": "double a, then add b",
+    "(a + b) * 3": "three times the sum",
+    "a // 2 + b": "half of a, rounded down, plus b",
+}
+SMALL_INPUTS = (-10, 10)  # inputs of built-in tasks: small numbers make easy first tasks
+
+
+def _small_inputs(rng: random.Random, n: int) -> list[tuple[int, int]]:
+    """n distinct random small inputs."""
+    inputs: dict[tuple[int, int], None] = {}
+    while len(inputs) < n:
+        inputs[(rng.randint(*SMALL_INPUTS), rng.randint(*SMALL_INPUTS))] = None
+    return list(inputs)
+
+
+def _random_message(program: Program) -> str:
+    """A hint that names the operators without giving the program away: `a rule using * %`."""
+    return "a rule using " + " ".join(dict.fromkeys(re.findall(r"//|[-+*/%]", program.text)))
+
+
+def _n_inputs(kind: str) -> int:
+    return N_INDUCTION_INPUTS if kind == "induction" else 1
+
+
+def _task_on_random_inputs(
+    kind: str, program: Program, message: str, rng: random.Random, tries: int
+) -> Task | None:
+    for _ in range(tries):
+        try:
+            return make_task(kind, program, _small_inputs(rng, _n_inputs(kind)), message)
+        except Rejected:  # e.g. division by zero at one of the inputs: draw others
+            continue
+    return None
+
+
+def seed_tasks(kind: str, rng: random.Random) -> list[Task]:
+    """One task per seed program, on small random inputs (with a message for induction)."""
+    tasks = []
+    for text in SEED_PROGRAMS:
+        message = SEED_MESSAGES[text] if kind == "induction" else ""
+        task = _task_on_random_inputs(kind, parse_program(text), message, rng, tries=1)
+        assert task is not None, "seed programs run on every input"
+        tasks.append(task)
+    return tasks
+
+
+def random_task(kind: str, rng: random.Random) -> Task:
+    """A valid built-in task on a random program: fills buffers the model could not fill."""
+    while True:
+        program = random_program(rng)
+        message = _random_message(program) if kind == "induction" else ""
+        task = _task_on_random_inputs(kind, program, message, rng, tries=20)
+        if task is not None:
+            return task

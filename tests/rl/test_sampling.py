@@ -1,0 +1,184 @@
+import string
+
+import torch
+
+from azero.models import tiny_tokenizer
+from azero.rl.sampling import Rollout, _completion_ends, generate
+
+PROMPTS = ["Q:", "Calculate: 3 * 4 = ", "abc"]
+
+
+def first_stop_prefix(tokenizer, ids: list[int], stop: list[str]) -> int | None:
+    """The obvious way: the shortest prefix whose text contains a stop string."""
+    for k in range(1, len(ids) + 1):
+        if any(s in tokenizer.decode(ids[:k], skip_special_tokens=True) for s in stop):
+            return k
+    return None
+
+
+def test_n_samples_per_prompt_left_padded(model, tokenizer):
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=6, n=4)
+    N, P = rollout.prompt_ids.shape
+    assert N == 12 and len(rollout.texts) == 12 and rollout.truncated.shape == (12,)
+    assert rollout.prompt_index.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    for row in range(N):
+        prompt = PROMPTS[row // 4]
+        real = rollout.prompt_mask[row].bool()
+        assert tokenizer.decode(rollout.prompt_ids[row][real]) == prompt
+        assert real.tolist() == [False] * (P - len(prompt)) + [True] * len(prompt)  # left padding
+    assert rollout.input_ids.shape == rollout.attention_mask.shape == (N, P + rollout.completion_ids.shape[1])
+
+
+def test_mask_keeps_first_eos_and_drops_the_rest_with_pad_equal_to_eos(model):
+    tokenizer = tiny_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token  # pad == eos: masks must come from positions
+    digits = tokenizer.convert_tokens_to_ids(list(string.digits))
+    eos_ids = {tokenizer.eos_token_id, *digits}
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, *digits]  # a list, as many checkpoints ship
+    torch.manual_seed(0)
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=20, n=8)
+    ended = 0
+    for ids, mask, text, truncated in zip(rollout.completion_ids.tolist(), rollout.completion_mask.tolist(),
+                                          rollout.texts, rollout.truncated.tolist()):
+        first = next((j for j, t in enumerate(ids) if t in eos_ids), None)
+        kept = sum(mask)
+        assert mask == [1] * kept + [0] * (len(ids) - kept)
+        if first is None:
+            assert truncated and kept == 20 and text == tokenizer.decode(ids, skip_special_tokens=True)
+        else:
+            ended += 1
+            assert not truncated and kept == first + 1  # the EOS itself is kept
+            assert text == tokenizer.decode(ids[:first], skip_special_tokens=True)  # text stops before it
+    assert ended >= 12  # 10 of 99 tokens end a row: most of the 24 rows end within 20 tokens
+    assert not any(set(string.digits) & set(text) for text in rollout.texts)
+
+
+def test_completion_ends_from_positions():
+    tokenizer = tiny_tokenizer()
+    E = tokenizer.eos_token_id
+    a, b, c, d = tokenizer.convert_tokens_to_ids(list("abcd"))
+    rows = torch.tensor([
+        [a, b, E, E, E],  # EOS then padding (pad == eos)
+        [a, E, b, E, E],  # tokens after the first EOS are dropped
+        [a, d, a, d, a],  # no EOS, no stop: truncated
+        [d, b, c, E, E],  # stop string "bc" completed by c, before the EOS
+    ])
+    ends, texts, truncated = _completion_ends(rows, tokenizer, [E], stop=["bc"])
+    assert ends.tolist() == [3, 2, 5, 3]
+    assert texts == ["ab", "a", "adada", "dbc"]  # cut before the EOS / right after the stop string
+    assert truncated.tolist() == [False, False, True, False]
+
+
+def test_completion_ends_truncation_and_earliest_stop():
+    tokenizer = tiny_tokenizer()
+    E = tokenizer.eos_token_id
+    ids = lambda s: tokenizer.convert_tokens_to_ids(list(s))
+    rows = torch.tensor([ids("xyzzy"), ids("q\nw\nx"), ids("ab\nx:")])
+    ends, texts, truncated = _completion_ends(rows, tokenizer, [E], stop=["\n", "b"])
+    assert ends.tolist() == [5, 2, 2] and texts == ["xyzzy", "q\n", "ab"]
+    assert truncated.tolist() == [True, False, False]
+
+
+def test_stop_strings_cut_text_and_mask(model, tokenizer):
+    torch.manual_seed(1)
+    free = generate(model, tokenizer, PROMPTS, max_new_tokens=16, n=4)
+    long_texts = [t for t in free.texts if len(t) >= 6]
+    stop = [long_texts[0][2:4], long_texts[1][4]]  # a two-character and a one-character stop string
+    torch.manual_seed(1)
+    cut = generate(model, tokenizer, PROMPTS, max_new_tokens=16, n=4, stop=stop)
+    stopped = 0
+    for i in range(len(free.texts)):
+        ids = free.completion_ids[i][free.completion_mask[i].bool()].tolist()
+        if ids and ids[-1] == tokenizer.eos_token_id:
+            ids = ids[:-1]
+        k = first_stop_prefix(tokenizer, ids, stop)
+        if k is None:
+            assert cut.texts[i] == free.texts[i]
+            assert cut.truncated[i] == free.truncated[i]
+            continue
+        stopped += 1
+        end = min(free.texts[i].find(s) + len(s) for s in stop if s in free.texts[i])
+        assert cut.texts[i] == free.texts[i][:end]
+        assert int(cut.completion_mask[i].sum()) == k and not cut.truncated[i]
+        assert cut.completion_ids[i, :k].tolist() == ids[:k]
+    assert stopped >= 2
+
+
+def test_stop_strings_end_generation_early(model, tokenizer):
+    every_char = tuple(string.printable)
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=30, n=4, stop=every_char)
+    assert rollout.completion_ids.shape[1] < 30  # all rows stopped at their first character, not at max_new_tokens
+    assert all(len(t) <= 1 for t in rollout.texts)
+
+
+def test_truncation_flag(model, tokenizer):
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=5, n=8)
+    has_eos = (rollout.completion_ids == tokenizer.eos_token_id).any(-1)
+    assert torch.equal(rollout.truncated, ~has_eos)
+    assert rollout.truncated.any() and rollout.completion_ids.shape[1] == 5
+    assert rollout.completion_mask[rollout.truncated].eq(1).all()
+
+
+def test_reproducible_with_a_seed(model, tokenizer):
+    def sample(seed):
+        torch.manual_seed(seed)
+        return generate(model, tokenizer, PROMPTS, max_new_tokens=10, n=3, temperature=0.7, stop=["a"])
+
+    a, b, c = sample(3), sample(3), sample(4)
+    assert torch.equal(a.completion_ids, b.completion_ids) and a.texts == b.texts
+    assert a.texts != c.texts
+
+
+def test_temperature_zero_is_greedy(model, tokenizer):
+    torch.manual_seed(0)
+    a = generate(model, tokenizer, PROMPTS, max_new_tokens=8, temperature=0.0, n=2)
+    torch.manual_seed(1)
+    b = generate(model, tokenizer, PROMPTS, max_new_tokens=8, temperature=0.0, n=2)
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    position_ids = (a.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits = model(a.input_ids, attention_mask=a.attention_mask, position_ids=position_ids).logits
+    C = a.completion_ids.shape[1]
+    argmax = logits[:, -C - 1:-1].argmax(-1)  # logit at t scores token t + 1
+    mask = a.completion_mask.bool()
+    assert torch.equal(argmax[mask], a.completion_ids[mask])
+
+
+def test_restores_mode_and_unwraps_ddp_style_wrappers(model, tokenizer):
+    class Wrapper(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    modes = []
+    model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    model.train()
+    generate(Wrapper(model), tokenizer, PROMPTS, max_new_tokens=2)
+    assert modes and not any(modes)  # generated in eval mode
+    assert model.training  # and put back
+    model.eval()
+    generate(model, tokenizer, PROMPTS, max_new_tokens=2)
+    assert not model.training
+
+
+def test_select_trimmed_and_to(model, tokenizer):
+    torch.manual_seed(0)
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=12, n=2, stop=["e", "a", "o"],
+                       return_sampling_logprobs=True)
+    rows = [4, 1]
+    for selector in (rows, torch.tensor(rows)):
+        part = rollout.select(selector)
+        assert part.texts == [rollout.texts[4], rollout.texts[1]]
+        assert torch.equal(part.completion_ids, rollout.completion_ids[rows])
+        assert torch.equal(part.sampling_logprobs, rollout.sampling_logprobs[rows])
+    assert rollout.select(slice(2, 4)).prompt_index.tolist() == [1, 1]
+    bool_rows = torch.tensor([False, True, False, False, False, True])
+    assert rollout.select(bool_rows).texts == [rollout.texts[1], rollout.texts[5]]
+
+    short = rollout.select([0, 1]).trimmed()  # the "Q:" prompt rows: much less prompt padding
+    assert short.prompt_ids.shape[1] == 2 and short.prompt_mask.all()
+    end = int(rollout.completion_mask[:2].sum(-1).max())
+    assert short.completion_ids.shape[1] == end
+    assert torch.equal(short.completion_ids, rollout.completion_ids[:2, :end])
+    assert short.to("cpu").texts == short.texts
+    assert isinstance(short, Rollout)

@@ -1,0 +1,126 @@
+import json
+import random
+
+import pytest
+
+from azero.buffers import SEED_PROGRAMS, TaskBuffer, random_task, seed_tasks
+from azero.tasks import TASK_KINDS, TASKS, Task, parse_program
+from azero.tasks.common import make_task
+
+
+def task(program: str, a: int = 1, b: int = 2) -> Task:
+    return make_task("deduction", parse_program(program), [(a, b)])
+
+
+def numbered(n: int) -> list[Task]:
+    return [task(f"a + {i}") for i in range(n)]
+
+
+def test_fifo_eviction():
+    buffer = TaskBuffer("deduction", capacity=3)
+    buffer.add(numbered(5))
+    assert len(buffer) == 3
+    assert [t.program for t in buffer] == ["a + 2", "a + 3", "a + 4"]
+    with pytest.raises(ValueError):
+        buffer.add([make_task("abduction", parse_program("a + b"), [(1, 2)])])
+
+
+def test_sample_is_uniform_without_replacement():
+    buffer = TaskBuffer("deduction")
+    buffer.add(numbered(10))
+    rng = random.Random(0)
+    for _ in range(50):
+        picked = buffer.sample(6, rng)
+        assert len(picked) == len(set(picked)) == 6
+    assert sorted(t.program for t in buffer.sample(100, rng)) == sorted(t.program for t in buffer)
+    assert TaskBuffer("deduction").sample(6, rng) == []
+    counts = {t.program: 0 for t in buffer}
+    for _ in range(2000):
+        for t in buffer.sample(3, rng):
+            counts[t.program] += 1
+    assert all(500 < c < 700 for c in counts.values())  # 600 expected each
+
+
+def test_sampling_is_deterministic_in_the_rng():
+    buffer = TaskBuffer("deduction")
+    buffer.add(numbered(50))
+    assert buffer.sample(6, random.Random(1)) == buffer.sample(6, random.Random(1))
+    new = numbered(3)
+    assert buffer.solver_batch(new, 10, random.Random(2)) == buffer.solver_batch(new, 10, random.Random(2))
+
+
+def test_solver_batch_takes_new_tasks_first_then_fills_from_the_buffer():
+    rng = random.Random(0)
+    old, new = numbered(20), [task("b * 7", a, 0) for a in range(3)]
+    buffer = TaskBuffer("deduction")
+    buffer.add(old)
+    batch = buffer.solver_batch(new, 8, rng)
+    assert len(batch) == 8
+    assert batch[:3] == new
+    assert len(set(batch[3:])) == 5 and set(batch[3:]) <= set(old)  # without replacement
+
+    many = [task("b * 7", a, 0) for a in range(30)]
+    batch = buffer.solver_batch(many, 8, rng)
+    assert len(set(batch)) == 8 and set(batch) <= set(many)  # a random subset of the new ones
+
+
+def test_solver_batch_with_small_or_empty_buffers():
+    rng = random.Random(0)
+    small = TaskBuffer("deduction")
+    small.add(numbered(2))
+    batch = small.solver_batch([], 8, rng)
+    assert len(batch) == 8 and set(batch) <= set(small)  # with replacement
+    empty = TaskBuffer("deduction")
+    new = numbered(3)
+    batch = empty.solver_batch(new, 8, rng)
+    assert len(batch) == 8 and batch[:3] == new and set(batch) <= set(new)
+    assert empty.solver_batch([], 8, rng) == []
+
+
+def test_signature_counts_follow_evictions():
+    buffer = TaskBuffer("deduction", capacity=3)
+    buffer.add([task("a + 1"), task("a + 2"), task("a * b")])
+    assert dict(buffer.signatures()) == {"a + N": 2, "a * b": 1}
+    buffer.add([task("a - 5")])  # evicts a + 1
+    assert dict(buffer.signatures()) == {"a + N": 1, "a * b": 1, "a - N": 1}
+    buffer.add([task("a - 6"), task("a - 7")])  # evicts a + 2 and a * b
+    assert dict(buffer.signatures()) == {"a - N": 3}
+    assert "a * b" not in buffer.signatures()
+    with pytest.raises(TypeError):
+        buffer.signatures()["x"] = 1  # read-only view
+
+
+def test_state_round_trip_through_json():
+    rng = random.Random(0)
+    buffer = TaskBuffer("induction", capacity=10)
+    buffer.add(random_task("induction", rng) for _ in range(12))
+    state = json.loads(json.dumps(buffer.state_dict()))
+    restored = TaskBuffer("induction", capacity=10)
+    restored.load_state_dict(state)
+    assert list(restored) == list(buffer)
+    assert dict(restored.signatures()) == dict(buffer.signatures())
+    smaller = TaskBuffer("induction", capacity=4)
+    smaller.load_state_dict(state)
+    assert list(smaller) == list(buffer)[-4:]  # the configured capacity wins; the newest stay
+    with pytest.raises(ValueError):
+        TaskBuffer("abduction").load_state_dict(state)
+
+
+def test_seed_programs_are_canonical():
+    assert all(parse_program(text).text == text for text in SEED_PROGRAMS)
+
+
+@pytest.mark.parametrize("kind", TASK_KINDS)
+def test_seed_and_random_tasks_are_valid(kind):
+    rng = random.Random(0)
+    tasks = seed_tasks(kind, rng) + [random_task(kind, rng) for _ in range(100)]
+    assert [t.program for t in tasks[: len(SEED_PROGRAMS)]] == list(SEED_PROGRAMS)
+    for t in tasks:
+        assert t.kind == kind
+        program = parse_program(t.program)
+        assert program.variables
+        assert make_task(kind, program, t.inputs, t.message) == t  # passes the proposal validator
+        assert TASKS[kind].solver_prompt(t)
+    if kind == "induction":
+        assert all(t.message for t in tasks)
+    assert random_task(kind, random.Random(5)) == random_task(kind, random.Random(5))

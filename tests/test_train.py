@@ -1,0 +1,162 @@
+"""The real entry point on the tiny preset: smoke run, resume, two processes, NaN skip, wandb offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SIX = [f"trr/{role}_{kind}/reward_mean" for kind in ("deduction", "abduction", "induction") for role in ("propose", "solve")]
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def iteration_rows(run_dir: Path) -> dict[int, dict]:
+    """metrics.jsonl may hold several lines per iteration (e.g. the dist check); merge them."""
+    out: dict[int, dict] = {}
+    for r in read_rows(run_dir):
+        out.setdefault(r["iteration"], {}).update(r)
+    return out
+
+
+def run_train(*args: str, env: dict | None = None, launcher: list[str] | None = None, timeout: int = 300):
+    cmd = (launcher or [sys.executable]) + [str(ROOT / "train.py"), *args]
+    e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def test_tiny_smoke_run(tmp_path):
+    """`python train.py --preset tiny --iterations 2` writes all six baselines and eval accuracy per
+    iteration, and the weights move."""
+    out = tmp_path / "run"
+    run_train("--preset", "tiny", "--iterations", "2", "--output-dir", str(out))
+    rows = iteration_rows(out)
+    assert set(rows) == {0, 1, 2}
+    assert "eval/arithmetic_eval/overall" in rows[0]  # before training
+    for it in (1, 2):
+        for key in SIX:
+            assert rows[it][key] is not None, key
+        for kind in ("deduction", "abduction", "induction"):
+            assert 0 <= rows[it][f"solve/{kind}/accuracy"] <= 1
+            assert rows[it][f"trr/solve_{kind}/count"] == 4 and rows[it][f"trr/propose_{kind}/count"] == 4
+        assert 0 <= rows[it]["eval/arithmetic_eval/overall"] <= 1
+        assert {"very_easy", "easy", "medium", "hard", "very_hard"} <= {k.rsplit("/", 1)[1] for k in rows[it]}
+        assert rows[it]["optim/skipped_nonfinite"] == 0
+        assert rows[it]["loss/kl"] >= 0
+    assert rows[1]["loss/kl"] < 1e-6  # policy == reference before the first step
+    samples = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
+    assert {(s["role"], s["task"]) for s in samples} == {(r, k) for r in ("propose", "solve")
+                                                           for k in ("deduction", "abduction", "induction")}
+
+    from azero.checkpoint import load_weights
+    from azero.models import load_policy, tiny_tokenizer
+
+    init = load_policy("tiny", tokenizer=tiny_tokenizer(), seed=0)
+    trained = load_policy("tiny", tokenizer=tiny_tokenizer(), seed=0)
+    load_weights(out, trained)
+    moved = max((a - b).abs().max().item() for a, b in zip(init.parameters(), trained.parameters()))
+    assert moved > 1e-5
+
+
+def _in_process(argv: list[str]) -> dict:
+    import train
+
+    return train.main(argv)
+
+
+def test_resume_matches_straight_run(tmp_path):
+    """2 iterations + --resume for 2 more == 4 straight iterations: same buffers, iteration and metrics."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--preset", "tiny", "--eval-every", "0"]
+    _in_process(common + ["--iterations", "4", "--output-dir", str(straight)])
+    _in_process(common + ["--iterations", "2", "--output-dir", str(split)])
+    _in_process(["--resume", str(split), "--iterations", "4"])
+
+    from azero.checkpoint import load_trainer_state
+
+    a, b = load_trainer_state(straight), load_trainer_state(split)
+    assert a["iteration"] == b["iteration"] == 4
+    assert a["buffers"] == b["buffers"]
+    assert a["task_rng"] == b["task_rng"]
+    ra, rb = iteration_rows(straight), iteration_rows(split)
+    assert set(ra) == set(rb) == {0, 1, 2, 3, 4}
+    for it in (3, 4):
+        for key, va in ra[it].items():
+            if key.startswith(("time/", "perf/", "mem/")) or va is None:
+                continue
+            assert rb[it][key] == pytest.approx(va, rel=1e-4, abs=1e-6), (it, key)
+
+
+def test_nan_loss_skips_step_and_training_continues(tmp_path, monkeypatch):
+    import azero.selfplay as sp
+
+    real = sp.policy_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss, mets = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first micro-batch of iteration 1
+            loss = loss * float("nan")
+        return loss, mets
+
+    monkeypatch.setattr(sp, "policy_loss", poisoned)
+    out = tmp_path / "nan"
+    _in_process(["--preset", "tiny", "--iterations", "3", "--eval-every", "0", "--output-dir", str(out)])
+    rows = iteration_rows(out)
+    assert rows[1]["optim/skipped_nonfinite"] == 1
+    assert rows[2]["optim/skipped_nonfinite"] == 0 and rows[3]["optim/skipped_nonfinite"] == 0
+    assert rows[3]["optim/grad_norm"] == pytest.approx(rows[3]["optim/grad_norm"])  # finite again
+
+
+def test_two_processes_stay_identical(tmp_path):
+    """Two ranks on CPU/gloo: world size 2, identical parameters and buffers (checked by the trainer's
+    fingerprint at every checkpoint) and both ranks' RNG states saved."""
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    run_train("--preset", "tiny", "--iterations", "2", "--checkpoint-every", "1", "--output-dir", str(out),
+              launcher=launcher)
+    rows = [r for r in read_rows(out) if "dist/world_size" in r]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    assert all(r["dist/world_size"] == 2 and r["dist/ranks_identical"] == 1.0 for r in rows)
+    assert (out / "checkpoint" / "rng_rank0.pt").exists() and (out / "checkpoint" / "rng_rank1.pt").exists()
+    it = iteration_rows(out)
+    assert it[2]["trr/solve_deduction/count"] == 4  # the global batch, gathered over both ranks
+
+
+def test_wandb_offline_run_files(tmp_path):
+    """The real wandb library in offline mode writes a local run with the per-baseline metrics and the
+    sample table."""
+    pytest.importorskip("wandb")
+    out = tmp_path / "wb"
+    run_train("--preset", "tiny", "--iterations", "2", "--eval-every", "0", "--wandb", "--output-dir", str(out),
+              env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    from wandb.sdk.internal.datastore import DataStore
+    from wandb.proto import wandb_internal_pb2
+
+    ds = DataStore()
+    ds.open_for_scan(str(next(runs[0].glob("*.wandb"))))
+    history_keys, table_rows = set(), 0
+    while (data := ds.scan_data()) is not None:
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(data)
+        if rec.WhichOneof("record_type") == "history":
+            history_keys |= {item.key or "/".join(item.nested_key) for item in rec.history.item}
+    assert set(SIX) <= history_keys
+    assert "samples" in history_keys
+    tables = list(runs[0].glob("files/media/table/**/*.table.json")) or list(runs[0].glob("files/media/table/*.json"))
+    assert tables, "no sample table written"
+    rows = sum(len(json.loads(t.read_text())["data"]) for t in tables)
+    assert rows >= 6  # at least one proposer and one solver sample per task type
