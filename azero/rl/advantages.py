@@ -3,9 +3,9 @@
 Group ids: ``task_role`` -> 2 * task + role (6 baselines: task 0..2, role 0 propose / 1 solve),
 ``role`` -> role (2), ``global`` -> 0 (1, plain REINFORCE++ global normalisation).
 
-Statistics are population statistics (divide by n, as AZR/veRL's whitening up to Bessel and OpenRLHF):
-the unbiased std is NaN for a group of one and inflates tiny groups. A group whose values are all equal
-(a group of one included) gets advantage exactly 0, not (r - mean) / eps rounding noise.
+Statistics are population statistics (divide by n, as OpenRLHF; AZR's veRL whitening divides by n - 1): the
+unbiased std is NaN for a group of one and inflates small groups. eps is added to the std (as GRPO). A group
+whose values are all equal (a group of one included) gets advantage exactly 0, not (r - mean) / eps noise.
 
 Multi-process: these functions are local and pure. The trainer all-gathers every rank's rewards and group
 ids, calls them on the full iteration batch (identically on every rank) and keeps its own rows; computing
@@ -32,7 +32,8 @@ def group_ids(task: Tensor, role: Tensor, grouping: str) -> Tensor:
 
 
 def group_stats(values: Tensor, groups: Tensor, num_groups: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-group (mean, population std, count), each [G]; G = num_groups or groups.max() + 1. Empty groups: 0, 0, 0."""
+    """Per-group (mean, population std, count), each [G]; G = num_groups or groups.max() + 1. Empty groups: 0, 0, 0.
+    Pass num_groups (6 for task_role) when logging, so a group absent this iteration still has its row."""
     if num_groups is None:
         num_groups = int(groups.max()) + 1 if groups.numel() else 0
     count = torch.bincount(groups, minlength=num_groups).to(values.dtype)  # [G]

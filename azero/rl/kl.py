@@ -1,9 +1,10 @@
 """Per-token estimators of KL(pi || pi_ref) from the log-probs of the sampled tokens (Schulman's k1/k2/k3).
 
 With ``log_ratio = logp - ref_logp`` for a token sampled from pi:
-  k1 = log_ratio                                   unbiased, can be negative; the REINFORCE++ in-reward penalty
-  k2 = 0.5 * log_ratio**2                          >= 0, biased; its gradient is the gradient of the true KL
-  k3 = exp(-log_ratio) - 1 + log_ratio             >= 0, unbiased, low variance; the default in the loss (GRPO)
+  k1 = log_ratio                         unbiased value, can be negative; the REINFORCE++ in-reward penalty
+  k2 = 0.5 * log_ratio**2                >= 0, biased value; as a loss its expected gradient is grad KL(pi || pi_ref)
+  k3 = exp(-log_ratio) - 1 + log_ratio   >= 0, unbiased low-variance value; the default in the loss (as GRPO). As a
+                                         loss its expected gradient is that of KL(pi_ref || pi) (verl PR #2953)
 All are exactly 0 where the policy equals the reference.
 
 Clamping (k3 only): the log-ratio is clamped to [-20, 20] before ``exp`` (as verl). A token the policy

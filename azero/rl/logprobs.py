@@ -25,6 +25,8 @@ def completion_logprobs(
     """
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (greedy decoding has no sampling distribution; score it at 1.0)")
+    if completion_len < 1:
+        raise ValueError("completion_len must be >= 1")  # input_ids[:, -0:] would silently be the whole sequence
     # RoPE / absolute positions must count real tokens only, or left padding shifts every position
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     out = model(
