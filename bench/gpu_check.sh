@@ -19,7 +19,9 @@ case "${1:-run}" in
       python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu_assets/wheels/*.whl
       export PYTHONPATH=/tmp/site
     fi
+    EXTRA=()
+    python3 -c "import datasets" 2>/dev/null || { echo "datasets unavailable: skipping evaluation"; EXTRA=(--eval-data none); }
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --tokenizer .gpu_assets/tokenizer --iterations "${ITERATIONS:-3}" \
-      --output-dir "${OUT:-/tmp}/gpu_check" "${@:2}" ;;
+      --output-dir "${OUT:-/tmp}/gpu_check" "${EXTRA[@]}" "${@:2}" ;;
 esac
