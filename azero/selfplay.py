@@ -366,7 +366,7 @@ def seed_buffers(ctx: Context, log=print) -> dict:
 
 
 def dedupe(buffer: TaskBuffer, tasks: list[Task]) -> list[Task]:
-    seen = set(buffer.sample(len(buffer), random.Random(0)))
+    seen = set(buffer)
     out = []
     for t in tasks:
         if t not in seen:

@@ -167,6 +167,35 @@ def reset_hwm() -> bool:
         return False
 
 
+def cpu_stall_us() -> float | None:
+    """System-wide CPU pressure: microseconds during which some runnable task waited for a CPU (Linux PSI)."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return float(f.readline().split("total=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Contention:
+    """Per-step evidence of other work on the machine: this process's CPU time per wall second and thread, and
+    the share of wall time in which some task waited for a CPU. On a shared 2-core box a busy neighbour makes
+    OpenMP threads wait for each other at every barrier, and a step can take many times longer."""
+
+    def __init__(self):
+        import torch
+
+        self.threads = torch.get_num_threads()
+
+    def start(self):
+        self.t, self.cpu, self.psi = time.perf_counter(), time.process_time(), cpu_stall_us()
+
+    def stop(self) -> dict:
+        wall = time.perf_counter() - self.t
+        psi = cpu_stall_us()
+        return {"cpu_util": (time.process_time() - self.cpu) / wall / self.threads,
+                "cpu_stall": (psi - self.psi) / 1e6 / wall if psi is not None and self.psi is not None else None}
+
+
 def set_threads(args):
     import torch
 
@@ -184,6 +213,19 @@ def finish(args, trainer: str, steps: list[dict], extra: dict) -> None:
     print(RESULT_TAG + json.dumps(out), flush=True)
 
 
+def step_line(rec: dict, k: int, warm: bool) -> str:
+    stall = f", cpu stall {rec['cpu_stall']:.0%}" if rec.get("cpu_stall") is not None else ""
+    return (f"[{rec['trainer']}] step {k}{' (warm-up)' if warm else ''}: {rec['total']:.2f}s "
+            + " ".join(f"{p}={rec['phases'].get(p, 0):.2f}" for p in PHASES)
+            + f" (cpu use {rec['cpu_util']:.0%} of {torch_threads()} threads{stall})")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def measure_steps(args, run_step, log) -> tuple[list[dict], dict]:
     """Warm-up steps (excluded), then reset the peak-RSS mark and run the measured steps."""
     steps = []
@@ -191,8 +233,7 @@ def measure_steps(args, run_step, log) -> tuple[list[dict], dict]:
         if k == args.warmup:
             mem = {"rss_before_measured_gb": rss_now_gb(), "hwm_reset": reset_hwm()}
         rec = run_step(k)
-        log(f"[{rec['trainer']}] step {k}{' (warm-up)' if k < args.warmup else ''}: {rec['total']:.2f}s "
-            + " ".join(f"{p}={rec['phases'].get(p, 0):.2f}" for p in PHASES if p != "other"))
+        log(step_line(rec, k, k < args.warmup))
         if k >= args.warmup:
             steps.append(rec)
     mem["peak_rss_measured_gb"] = hwm_gb() if mem["hwm_reset"] else None
@@ -233,6 +274,7 @@ def run_ours(args) -> None:
     ctx = selfplay.Context(cfg, accelerator, model, ref_model, tokenizer, optimizer, scheduler, {}, random.Random(args.seed))
     n_params = sum(p.numel() for p in policy.parameters())
     setup_rss = rss_now_gb()
+    cont = Contention()
 
     # Timers around the functions update() calls (module globals / instance methods): nothing inside changes.
     timers = Timers()
@@ -250,6 +292,7 @@ def run_ours(args) -> None:
     def step(k: int) -> dict:
         batch = tasks[k * P:(k + 1) * P]
         prompts = [selfplay.TASKS[t.kind].solver_prompt(t) for t in batch]
+        cont.start()
         t0 = time.perf_counter()
         with timers.phase("generate"):
             rollout = selfplay.sample(ctx, prompts, L, stop=[], n=G)
@@ -266,11 +309,12 @@ def run_ours(args) -> None:
         total = time.perf_counter() - t0
         phases = timers.take()
         phases["other"] = total - sum(phases.values())
+        contention = cont.stop()
         gen = int(rollout.completion_mask.sum())
         assert gen == len(seqs) * L, f"expected exactly {L} tokens per row, got {gen} in all"
         return {"trainer": "ours", "total": total, "phases": phases, "sequences": len(seqs), "generated_tokens": gen,
                 "trained_tokens": sum(len(p) + len(c) for p, c in seqs),
-                "padded_tokens": len(seqs) * (max(len(p) for p, _ in seqs) + L),
+                "padded_tokens": len(seqs) * (max(len(p) for p, _ in seqs) + L), **contention,
                 "reward_mean": float(rewards.mean()), "kl": metrics.get("loss/kl"),
                 "skipped": metrics.get("optim/skipped_nonfinite"), "micro_batches": metrics.get("optim/micro_batches")}
 
@@ -345,6 +389,7 @@ def run_trl(args) -> None:
                           processing_class=tokenizer)
     assert trainer.ref_model is not None and trainer.beta == args.beta
     setup_rss = rss_now_gb()
+    cont = Contention()
 
     probe = dtype_probe({"policy": policy, "ref": ref_model}, timers)
     trainer._generate_single_turn = timers.wrap(trainer._generate_single_turn, "generate")
@@ -374,6 +419,7 @@ def run_trl(args) -> None:
                 mem.update(rss_before_measured_gb=rss_now_gb(), hwm_reset=reset_hwm())
             timers.take()
             counts.clear()
+            cont.start()
             state["t0"] = time.perf_counter()
 
         def on_pre_optimizer_step(self, a, s, c, **kw):
@@ -384,15 +430,15 @@ def run_trl(args) -> None:
 
         def on_step_end(self, a, s, c, **kw):
             total = time.perf_counter() - state["t0"]
+            contention = cont.stop()
             phases = timers.take()
             phases["other"] = total - sum(phases.values())
             k = state["k"]
             rec = {"trainer": "trl", "total": total, "phases": phases, "sequences": counts["sequences"],
                    "generated_tokens": counts["generated"], "trained_tokens": counts["trained"],
-                   "padded_tokens": counts["padded"], "reward_mean": counts["reward_sum"] / max(counts["sequences"], 1)}
+                   "padded_tokens": counts["padded"], **contention, "reward_mean": counts["reward_sum"] / max(counts["sequences"], 1)}
             assert rec["generated_tokens"] == rec["sequences"] * L, "TRL did not generate exactly L tokens per row"
-            log(f"[trl] step {k}{' (warm-up)' if k < args.warmup else ''}: {total:.2f}s "
-                + " ".join(f"{p}={phases.get(p, 0):.2f}" for p in PHASES if p != "other"))
+            log(step_line(rec, k, k < args.warmup))
             if k >= args.warmup:
                 steps.append(rec)
             state["k"] += 1
@@ -462,6 +508,8 @@ def summarize_run(res: dict) -> dict:
             "trained_tok_per_s": med("trained_tokens") / max(train_t, 1e-9),
             "peak_rss_measured_gb": res.get("peak_rss_measured_gb"), "ru_maxrss_gb": res["ru_maxrss_gb"],
             "rss_before_measured_gb": res.get("rss_before_measured_gb"), "phases": phases,
+            "cpu_util": med("cpu_util"),
+            "cpu_stall": statistics.median(s["cpu_stall"] for s in res["steps"]) if res["steps"][0].get("cpu_stall") is not None else None,
             "sequences": med("sequences"), "generated_tokens": med("generated_tokens"),
             "trained_tokens": med("trained_tokens"), "padded_tokens": med("padded_tokens")}
 
@@ -504,11 +552,16 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
     P = print
 
     P("\n=== per run (medians over measured steps) ===")
-    P(f"{'run':<8}{'step s':>8}{'seq/s':>8}{'gen tok/s':>11}{'train tok/s':>13}{'peak RSS GB':>13}{'maxrss GB':>11}")
+    P(f"{'run':<8}{'step s':>8}{'seq/s':>8}{'gen tok/s':>11}{'train tok/s':>13}{'peak RSS GB':>13}{'maxrss GB':>11}"
+      f"{'cpu use':>9}{'cpu stall':>11}")
     for t, ss in summ.items():
         for i, s in enumerate(ss):
+            stall = "n/a" if s["cpu_stall"] is None else f"{s['cpu_stall']:.0%}"
             P(f"{t + str(i + 1):<8}{s['step_s']:>8.2f}{s['seq_per_s']:>8.2f}{s['gen_tok_per_s_generate']:>11.1f}"
-              f"{s['trained_tok_per_s']:>13.1f}{(s['peak_rss_measured_gb'] or float('nan')):>13.2f}{s['ru_maxrss_gb']:>11.2f}")
+              f"{s['trained_tok_per_s']:>13.1f}{(s['peak_rss_measured_gb'] or float('nan')):>13.2f}{s['ru_maxrss_gb']:>11.2f}"
+              f"{s['cpu_util']:>9.0%}{stall:>11}")
+    P("(cpu use: this process's CPU seconds per wall second and thread; cpu stall: share of wall time in which some "
+      "task on the machine waited for a CPU. Runs with high stall were slowed by other work: compare the best runs.)")
 
     P("\n=== work per step (identical by construction; checked) ===")
     for t, ss in summ.items():
@@ -561,6 +614,7 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
         r = [s["seq_per_s"] for s in summ["trl"]]
         ratio = statistics.median(o) / statistics.median(r)
         pair = [a / b for a, b in zip(o, r)]
+        best_ratio = max(o) / max(r)
 
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     cmd = "python bench/throughput.py " + " ".join(argv)
@@ -584,7 +638,14 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
             f"{n.strip()} {sec:.2f}s" + (f" ({100 * tb['flops'][n] / sec / peak:.0f}% peak)" if n in tb["flops"] and sec > 0 else "")
             for n, sec in tb["rows"] if not n.startswith("  ")))
     if ratio is not None:
-        lines.append(f"ratio ours/TRL sequences/s: {ratio:.2f}x (per pair: {', '.join(f'{x:.2f}' for x in pair)})")
+        lines.append(f"ratio ours/TRL sequences/s: {ratio:.2f}x of medians (per ABAB pair: "
+                     f"{', '.join(f'{x:.2f}' for x in pair)}; best run vs best run: {best_ratio:.2f}x)")
+        stalls = [s["cpu_stall"] for ss in summ.values() for s in ss if s["cpu_stall"] is not None]
+        if stalls:
+            lines.append(f"contention: cpu stall (PSI, share of wall time some task waited for a CPU) per run "
+                         f"{min(stalls):.0%}-{max(stalls):.0%}; cpu use per thread "
+                         f"{min(s['cpu_util'] for ss in summ.values() for s in ss):.0%}-"
+                         f"{max(s['cpu_util'] for ss in summ.values() for s in ss):.0%}")
     lines.append("```")
     P("\n=== summary (paste into docs/RESULTS.md) ===")
     P("\n".join(lines))
@@ -614,8 +675,9 @@ def main(argv=None) -> None:
             res = run_worker_process(args, t, worker_argv)
             runs[t].append(res)
             s = summarize_run(res)
+            stall = "" if s["cpu_stall"] is None else f", cpu stall {s['cpu_stall']:.0%}"
             print(f"run {r + 1}/{args.repeats} {t}: {s['seq_per_s']:.2f} seq/s, step {s['step_s']:.2f}s "
-                  f"(process {res['process_wall_s']:.0f}s)", flush=True)
+                  f"(process {res['process_wall_s']:.0f}s; cpu use {s['cpu_util']:.0%}{stall})", flush=True)
     peaks.append(matmul_peak(threads=args.threads))
     out = report(args, argv, runs, peaks)
     if args.json_out:
