@@ -302,8 +302,7 @@ def main(argv=None) -> dict:
             raise KeyboardInterrupt
         stop["signal"] = signal.Signals(sig).name
         say(f"{stop['signal']} received: checkpointing after this iteration")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     final = {}
     if start == 0:
@@ -315,12 +314,15 @@ def main(argv=None) -> dict:
 
     bar = tqdm(range(start + 1, cfg.iterations + 1), desc="self-play", disable=not main_proc, initial=start,
                total=cfg.iterations)
+    ctx.on_phase = lambda name: bar.set_postfix_str(name, refresh=True)
     it = start
     t_start = time.perf_counter()
     for it in bar:
         metrics, samples = run_iteration(ctx, it)
-        over = float(bool(cfg.time_limit_minutes) and time.perf_counter() - t_start > 60 * cfg.time_limit_minutes)
-        out_of_time = reduce(torch.tensor(over, device=accelerator.device), "sum").item() > 0  # all ranks agree
+        over = bool(cfg.time_limit_minutes) and time.perf_counter() - t_start > 60 * cfg.time_limit_minutes
+        # every rank must take the same branch (saving is collective): a flag on any rank counts for all
+        flags = reduce(torch.tensor([float(over), float(stop["signal"] is not None)], device=accelerator.device), "sum")
+        out_of_time, stopping = (flags > 0).tolist()
         last = it == cfg.iterations or out_of_time
         if ctx.nonfinite_streak:
             say(f"iteration {it}: non-finite loss or gradient, step skipped ({ctx.nonfinite_streak} in a row)")
@@ -335,12 +337,12 @@ def main(argv=None) -> dict:
             save(it)
             raise SystemExit(f"stopping: {ctx.nonfinite_streak} consecutive non-finite steps (lower --lr, check the "
                              f"loss); checkpoint at {cfg.output_dir}/checkpoint")
-        if stop["signal"] or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0) or last:
+        if stopping or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0) or last:
             save(it)
         if main_proc and cfg.plot and ("eval/arithmetic_eval/overall" in metrics or last):
             plot_run(cfg.output_dir)
-        if stop["signal"]:
-            say(f"stopped by {stop['signal']} at iteration {it}; continue with --resume {cfg.output_dir}")
+        if stopping:
+            say(f"stopped by a signal at iteration {it}; continue with --resume {cfg.output_dir}")
             break
         if out_of_time:
             say(f"time limit of {cfg.time_limit_minutes} minutes reached after iteration {it}")
@@ -349,6 +351,8 @@ def main(argv=None) -> dict:
         save(it)
     tracker.finish()
     accelerator.wait_for_everyone()
+    for sig, handler in previous.items():  # main() may be called from other code (tests, notebooks)
+        signal.signal(sig, handler)
     return final
 
 

@@ -20,6 +20,7 @@ import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from accelerate.utils import gather, gather_object, reduce
@@ -50,6 +51,7 @@ class Context:
     buffers: dict[str, TaskBuffer]
     task_rng: random.Random                       # identical on every rank
     nonfinite_streak: int = 0
+    on_phase: Callable[[str], None] = lambda name: None   # e.g. shows the phase on the progress bar
 
     @property
     def policy(self):  # the bare model, for generation and no-grad passes
@@ -70,9 +72,11 @@ class Proposal:
 @dataclass
 class Metrics:
     values: dict = field(default_factory=dict)
+    on_phase: Callable[[str], None] = lambda name: None
 
     @contextmanager
     def timer(self, name: str):
+        self.on_phase(name)
         t = time.perf_counter()
         yield
         self.values[f"time/{name}"] = self.values.get(f"time/{name}", 0.0) + time.perf_counter() - t
@@ -86,7 +90,7 @@ class Metrics:
 
 
 def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
-    cfg, m = ctx.cfg, Metrics()
+    cfg, m = ctx.cfg, Metrics(on_phase=ctx.on_phase)
     t0 = time.perf_counter()
     with m.timer("propose"):                                  # 1. B proposals per task type
         proposals, prop_rollout = propose(ctx, cfg.batch_size)

@@ -177,3 +177,38 @@ def test_wandb_offline_run_files(tmp_path):
     assert tables, "no sample table written"
     rows = sum(len(json.loads(t.read_text())["data"]) for t in tables)
     assert rows >= 6  # at least one proposer and one solver sample per task type
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_continues(tmp_path):
+    """SIGTERM mid-run: the current iteration finishes, a checkpoint is written, the process exits 0,
+    and --resume picks up from that iteration."""
+    import signal
+    import time
+
+    out = tmp_path / "term"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--preset", "tiny", "--iterations", "500", "--eval-every", "0",
+           "--output-dir", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(r.get("iteration", 0) >= 2 for r in _rows_if_any(out)):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, log[-3000:]
+    assert "SIGTERM received" in log
+
+    from azero.checkpoint import load_trainer_state
+
+    stopped = load_trainer_state(out)["iteration"]
+    assert 2 <= stopped < 500
+    _in_process(["--resume", str(out), "--iterations", str(stopped + 1)])
+    assert load_trainer_state(out)["iteration"] == stopped + 1
+    assert max(iteration_rows(out)) == stopped + 1
+
+
+def _rows_if_any(run_dir: Path) -> list[dict]:
+    try:
+        return read_rows(run_dir)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
