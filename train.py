@@ -32,13 +32,12 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import random
 import resource
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -1,6 +1,5 @@
 """Batched greedy evaluation: same scores as one-by-one decoding, every tier reported."""
 
-import torch
 
 from azero.evaluation import TIERS, evaluate_policy, load_eval_set, score
 from azero.models import load_policy, tiny_tokenizer

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SIX = [f"trr/{role}_{kind}/reward_mean" for kind in ("deduction", "abduction", "induction") for role in ("propose", "solve")]

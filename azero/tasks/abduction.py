@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .common import Rejected, Task, Verdict, completion_lines, format_io_task, in_input_range
-from .common import judge_with, make_task, parse_input, parse_program_and_input
+from .common import Rejected, Task, Verdict, completion_lines, in_input_range, io_proposer_prompt
+from .common import judge_with, parse_input, parse_io_proposal
 from .program import InvalidProgram, parse_program
 
 KIND = "abduction"
@@ -34,13 +34,11 @@ EXAMPLES = (
 
 def proposer_prompt(references: Sequence[Task], target: Task | None = None) -> str:
     """Instruction, the references in the proposal format, then `program:` for the model to continue."""
-    examples = [format_io_task(task) for task in references]
-    return "\n\n".join([INSTRUCTION, *examples, "A new task, different from the ones above:\nprogram:"])
+    return io_proposer_prompt(INSTRUCTION, references)
 
 
 def parse_proposal(text: str, target: Task | None = None) -> Task:
-    program, inputs = parse_program_and_input(text)
-    return make_task(KIND, program, [inputs])
+    return parse_io_proposal(KIND, text)
 
 
 def _question(program: str, output: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +174,19 @@ def parse_program_and_input(text: str) -> tuple[Program, tuple[int, int]]:
     if len(lines) < 2 or not lines[1].startswith("input:"):
         raise Rejected("no input line")
     return program, parse_input(lines[1][len("input:") :])
+
+
+def io_proposer_prompt(instruction: str, references: Sequence[Task]) -> str:
+    """Deduction/abduction proposer prompt: the instruction, the references in the proposal format,
+    then `program:` for the model to continue."""
+    examples = [format_io_task(task) for task in references]
+    return "\n\n".join([instruction, *examples, "A new task, different from the ones above:\nprogram:"])
+
+
+def parse_io_proposal(kind: str, text: str) -> Task:
+    """A deduction/abduction proposal: program + input lines -> a validated task (raises Rejected)."""
+    program, inputs = parse_program_and_input(text)
+    return make_task(kind, program, [inputs])
 
 
 def format_io_task(task: Task) -> str:

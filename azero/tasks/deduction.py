@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .common import Rejected, Task, Verdict, first_integer, format_io_task, judge_with, make_task
-from .common import parse_program_and_input
+from .common import Rejected, Task, Verdict, first_integer, io_proposer_prompt, judge_with, parse_io_proposal
 from .program import parse_program
 
 KIND = "deduction"
@@ -24,13 +23,11 @@ INSTRUCTION = (
 
 def proposer_prompt(references: Sequence[Task], target: Task | None = None) -> str:
     """Instruction, the references in the proposal format, then `program:` for the model to continue."""
-    examples = [format_io_task(task) for task in references]
-    return "\n\n".join([INSTRUCTION, *examples, "A new task, different from the ones above:\nprogram:"])
+    return io_proposer_prompt(INSTRUCTION, references)
 
 
 def parse_proposal(text: str, target: Task | None = None) -> Task:
-    program, inputs = parse_program_and_input(text)
-    return make_task(KIND, program, [inputs])
+    return parse_io_proposal(KIND, text)
 
 
 def solver_prompt(task: Task) -> str:
