@@ -189,7 +189,9 @@ def estimate_learnability(ctx: Context, proposals: list[Proposal]) -> float:
     valid = [p for p in proposals if p.task is not None]
     n = ctx.cfg.learnability_rollouts
     prompts = [TASKS[p.kind].solver_prompt(p.task) for p in valid]
-    if not prompts:  # nothing valid on this rank (generate is not collective unless synced_gpus)
+    if not prompts:  # nothing valid on this rank
+        if ctx.cfg.synced_gpus:  # sharded weights: every rank must still step through one generate call
+            sample(ctx, ["Calculate: 0 + 0 = "], ctx.cfg.solve_max_tokens, stop=["\n"])
         return 0.0
     rollout = sample(ctx, prompts, ctx.cfg.solve_max_tokens, stop=union(TASKS[k].SOLVE_STOP for k in TASK_KINDS), n=n)
     for i, p in enumerate(valid):
@@ -284,7 +286,7 @@ def update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
                                                     temperature=cfg.temperature, with_entropy=True)
             loss, mets = policy_loss(
                 logp, logp.detach(), a.to(acc.device), mb_dev["completion_mask"],
-                ref_logp=ref_logp, entropy=entropy, clip_eps=cfg.clip_eps,
+                ref_logp=ref_logp, entropy=entropy if cfg.entropy_coef else entropy.detach(), clip_eps=cfg.clip_eps,
                 kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef, kl_estimator=cfg.kl_estimator,
                 entropy_coef=cfg.entropy_coef, aggregation=cfg.aggregation, normalizer=normalizer)
             nonfinite += (~torch.isfinite(loss.detach())).float()
