@@ -125,8 +125,8 @@ def plot_run(output_dir: str | Path) -> Path | None:
     ax.set_title("KL and entropy")
     ax.legend(fontsize=7)
     ax = axes[1, 1]
-    tiers = sorted({k.rsplit("/", 1)[1] for r in rows for k in r if k.startswith("eval/arithmetic_eval/")
-                    and "/n/" not in k})
+    present = {k.rsplit("/", 1)[1] for r in rows for k in r if k.startswith("eval/arithmetic_eval/") and "/n/" not in k}
+    tiers = [t for t in ("overall", "very_easy", "easy", "medium", "hard", "very_hard") if t in present]
     for tier in tiers:
         xs, ys = series(f"eval/arithmetic_eval/{tier}")
         ax.plot(xs, ys, "o-" if tier == "overall" else ".--", label=tier, lw=2.5 if tier == "overall" else 1)

@@ -64,13 +64,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.1, help="KL coefficient (k3 in the loss, frozen reference)")
     p.add_argument("--grouping", choices=("prompt", "task_role"), default="prompt",
                    help="ours: advantage groups = prompts (GRPO-like, as TRL) or azero's (task, role) groups")
-    p.add_argument("--trainers", default="ours,trl", help="comma list, in run order within a repeat")
+    p.add_argument("--trainers", default="ours,trl",
+                   help="comma list, in run order within a repeat: ours | trl | ours-fixed (ours + the patch proposed "
+                        "in bench/README.md, applied by monkeypatching in the worker: fused AdamW, eager attention "
+                        "in the training passes on CPU, lean fp32 log-prob head)")
     p.add_argument("--threads", type=int, default=0, help="torch threads in every process (0 = torch default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny model, 2 prompts x 2 generations, 4 tokens, 1 repeat")
     p.add_argument("--verbose", action="store_true", help="show the workers' stderr")
     p.add_argument("--json-out", help="also write every run's raw result and the summary to this file")
-    p.add_argument("--worker", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("ours", "ours-fixed", "trl"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.model, args.prompts, args.generations, args.completion_len = "tiny", 2, 2, 4
@@ -244,7 +247,7 @@ def measure_steps(args, run_step, log) -> tuple[list[dict], dict]:
 # ours: azero.selfplay.sample -> judge -> azero.selfplay.update
 
 
-def run_ours(args) -> None:
+def run_ours(args, fixed: bool = False) -> None:
     import torch
     from accelerate import Accelerator
 
@@ -268,9 +271,14 @@ def run_ours(args) -> None:
     tokenizer = load_tokenizer(args.model)
     policy = load_policy(args.model, tokenizer=tokenizer, seed=args.seed)
     ref_model = frozen_copy(policy) if args.beta > 0 else None
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # train.py's optimizer; the proposed patch adds fused=True (one multi-tensor kernel; TRL's default on CPU too)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  **({"fused": True} if fixed else {}))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     model, optimizer = accelerator.prepare(policy, optimizer)
+    trainer_name = "ours-fixed" if fixed else "ours"
+    if fixed:
+        apply_proposed_patch(selfplay, cfg, policy)
     ctx = selfplay.Context(cfg, accelerator, model, ref_model, tokenizer, optimizer, scheduler, {}, random.Random(args.seed))
     n_params = sum(p.numel() for p in policy.parameters())
     setup_rss = rss_now_gb()
@@ -312,16 +320,103 @@ def run_ours(args) -> None:
         contention = cont.stop()
         gen = int(rollout.completion_mask.sum())
         assert gen == len(seqs) * L, f"expected exactly {L} tokens per row, got {gen} in all"
-        return {"trainer": "ours", "total": total, "phases": phases, "sequences": len(seqs), "generated_tokens": gen,
+        return {"trainer": trainer_name, "total": total, "phases": phases, "sequences": len(seqs), "generated_tokens": gen,
                 "trained_tokens": sum(len(p) + len(c) for p, c in seqs),
                 "padded_tokens": len(seqs) * (max(len(p) for p, _ in seqs) + L), **contention,
                 "reward_mean": float(rewards.mean()), "kl": metrics.get("loss/kl"),
                 "skipped": metrics.get("optim/skipped_nonfinite"), "micro_batches": metrics.get("optim/micro_batches")}
 
     steps, mem = measure_steps(args, step, log)
-    finish(args, "ours", steps, {"params": n_params, "setup_rss_gb": setup_rss, **mem, "dtype_probe": probe_rows(probe),
-                                 "optimizer": "torch.optim.AdamW (defaults: for-loop on CPU)",
-                                 "notes": [f"advantage groups: {args.grouping}"]})
+    opt_name = "torch.optim.AdamW(fused=True)" if fixed else "torch.optim.AdamW (defaults: single-tensor for-loop on CPU)"
+    finish(args, trainer_name, steps, {"params": n_params, "setup_rss_gb": setup_rss, **mem, "dtype_probe": probe_rows(probe),
+                                       "optimizer": opt_name, "notes": [f"advantage groups: {args.grouping}"]
+                                       + (["proposed patch applied (fused AdamW, eager attention in update, lean log-prob head, "
+                                             "inverse-CDF sampler)"] if fixed else [])})
+
+
+def lean_completion_logprobs(model, input_ids, attention_mask, completion_len, *, temperature=1.0, with_entropy=False,
+                             entropy_grad=False):
+    """Prototype of the proposed azero/rl/logprobs.py::completion_logprobs (same signature plus ``entropy_grad``).
+
+    Same numbers (fp32 log_softmax of logits / T), fewer vocabulary-wide fp32 temporaries: the logits are cast to
+    fp32 and divided by T in place, the log-prob comes from one fused cross_entropy (log_softmax + gather; its
+    backward is one softmax - onehot), and the entropy, a metric unless the entropy bonus is on, is computed without
+    autograd in chunks of 64 positions. Each [N, C, V] fp32 tensor is 200 MB at 64 x 16 x 49152, and on this VM a
+    fresh one costs more in page faults (kernel time) than the arithmetic on it."""
+    import torch
+    import torch.nn.functional as F
+
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (greedy decoding has no sampling distribution; score it at 1.0)")
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                logits_to_keep=completion_len + 1, use_cache=False)
+    logits = out.logits[:, :-1].to(torch.float32, copy=True).div_(temperature)  # [N, C, V] fp32, one copy
+    targets = input_ids[:, -completion_len:]  # [N, C]
+    logp = -F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
+    if not with_entropy:
+        return logp, None
+    if entropy_grad and torch.is_grad_enabled():  # the entropy bonus: H = logsumexp(l) - sum softmax(l) * l
+        return logp, logits.logsumexp(-1) - (logits.softmax(-1) * logits).sum(-1)
+    with torch.no_grad():
+        rows = logits.detach().flatten(0, 1)
+        entropy = torch.cat([c.logsumexp(-1) - (c.softmax(-1) * c).sum(-1) for c in rows.split(64)]).view_as(logp)
+    return logp, entropy
+
+
+class InverseCDFSampler:
+    """Prototype of the proposed azero/rl/sampling.py sampler: a logits processor that draws the next token from
+    softmax(scores / T) with ONE uniform per row (inverting the fp64 CDF) and returns scores that are 0 at the drawn
+    token and -inf elsewhere, so generate(do_sample=False) emits exactly that token. torch.multinomial draws an
+    exponential per vocabulary entry (64 x 49152 per step): ~70 ms a step on one core here, vs ~12 ms."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        probs = (scores.float() / self.temperature).softmax(-1)  # [N, V]; earlier processors' -inf stay at 0
+        cdf = probs.cumsum(-1, dtype=torch.float64)
+        u = (1.0 - torch.rand(len(cdf), 1, dtype=torch.float64, device=cdf.device)) * cdf[:, -1:]  # (0, total]
+        token = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)  # first i with cdf_i >= u: p_i > 0
+        return scores.fill_(float("-inf")).scatter_(1, token, 0.0)
+
+
+def apply_proposed_patch(selfplay, cfg, policy) -> None:
+    """ours-fixed: the proposed azero patch, applied in this worker process only (see bench/README.md)."""
+    import functools
+
+    from transformers import LogitsProcessorList
+
+    lean = functools.partial(lean_completion_logprobs, entropy_grad=cfg.entropy_coef != 0)
+    selfplay.completion_logprobs = lean
+    update = selfplay.update
+
+    @functools.wraps(update)
+    def update_with_eager_attention(ctx, *a, **k):
+        # SDPA's CPU backward in bf16 is ~10x slower than eager attention at these lengths; generation keeps SDPA
+        models = [m for m in (ctx.policy, ctx.ref_model) if m is not None and m.config._attn_implementation == "sdpa"]
+        for m in models:
+            m.set_attn_implementation("eager")
+        try:
+            return update(ctx, *a, **k)
+        finally:
+            for m in models:
+                m.set_attn_implementation("sdpa")
+    selfplay.update = update_with_eager_attention
+
+    hf_generate = policy.generate
+
+    @functools.wraps(hf_generate)
+    def generate_with_cdf_sampler(*a, **k):  # what azero.rl.sampling.generate would pass with the patch
+        if k.get("do_sample") and k.get("top_p", 1.0) == 1.0 and not k.get("output_scores"):
+            for key in ("top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"):
+                k.pop(key, None)
+            sampler = InverseCDFSampler(k["temperature"])
+            k.update(do_sample=False, temperature=1.0, top_p=1.0, logits_processor=LogitsProcessorList([sampler]))
+        return hf_generate(*a, **k)
+    policy.generate = generate_with_cdf_sampler
 
 
 def probe_rows(probe: Counter) -> list:
@@ -608,13 +703,14 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
     for t, rs in runs.items():
         P(f"{t} optimizer: {rs[0]['optimizer']}; threads {rs[0]['threads']}; " + "; ".join(rs[0].get("notes", [])))
 
-    ratio = None
-    if "ours" in summ and "trl" in summ:
-        o = [s["seq_per_s"] for s in summ["ours"]]
+    ratios = {}  # trainer -> (ratio of medians, per-pair ratios, best vs best) against TRL
+    if "trl" in summ:
         r = [s["seq_per_s"] for s in summ["trl"]]
-        ratio = statistics.median(o) / statistics.median(r)
-        pair = [a / b for a, b in zip(o, r)]
-        best_ratio = max(o) / max(r)
+        for t in summ:
+            if t != "trl":
+                o = [s["seq_per_s"] for s in summ[t]]
+                ratios[t] = (statistics.median(o) / statistics.median(r), [a / b for a, b in zip(o, r)], max(o) / max(r))
+    ratio = ratios.get("ours", (None,))[0]
 
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     cmd = "python bench/throughput.py " + " ".join(argv)
@@ -637,9 +733,10 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
         lines.append("       time: " + ", ".join(
             f"{n.strip()} {sec:.2f}s" + (f" ({100 * tb['flops'][n] / sec / peak:.0f}% peak)" if n in tb["flops"] and sec > 0 else "")
             for n, sec in tb["rows"] if not n.startswith("  ")))
-    if ratio is not None:
-        lines.append(f"ratio ours/TRL sequences/s: {ratio:.2f}x of medians (per ABAB pair: "
+    for t, (med_ratio, pair, best_ratio) in ratios.items():
+        lines.append(f"ratio {t}/TRL sequences/s: {med_ratio:.2f}x of medians (per run pair: "
                      f"{', '.join(f'{x:.2f}' for x in pair)}; best run vs best run: {best_ratio:.2f}x)")
+    if True:
         stalls = [s["cpu_stall"] for ss in summ.values() for s in ss if s["cpu_stall"] is not None]
         if stalls:
             lines.append(f"contention: cpu stall (PSI, share of wall time some task waited for a CPU) per run "
@@ -649,14 +746,14 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
     lines.append("```")
     P("\n=== summary (paste into docs/RESULTS.md) ===")
     P("\n".join(lines))
-    return {"summary": summ, "tables": tables, "ratio": ratio, "peaks": peaks, "summary_block": "\n".join(lines)}
+    return {"summary": summ, "tables": tables, "ratio": ratio, "ratios": ratios, "peaks": peaks, "summary_block": "\n".join(lines)}
 
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if args.worker == "ours":
-        return run_ours(args)
+    if args.worker in ("ours", "ours-fixed"):
+        return run_ours(args, fixed=args.worker == "ours-fixed")
     if args.worker == "trl":
         return run_trl(args)
 

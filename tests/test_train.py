@@ -57,6 +57,11 @@ def test_tiny_smoke_run(tmp_path):
     assert {(s["role"], s["task"]) for s in samples} == {(r, k) for r in ("propose", "solve")
                                                            for k in ("deduction", "abduction", "induction")}
 
+    from azero.tracking import plot_run
+
+    png = plot_run(out)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
     from azero.checkpoint import load_weights
     from azero.models import load_policy, tiny_tokenizer
 
