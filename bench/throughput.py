@@ -1,6 +1,7 @@
 """Throughput at equal work: azero's generate -> verify -> update path vs TRL's GRPOTrainer.
 
     python bench/throughput.py                       # SmolLM2-135M (cpu preset), 16 prompts x 4 generations, 16 tokens
+    python bench/throughput.py --threads 0           # all cores (torch default): only on an otherwise idle machine
     python bench/throughput.py --quick               # tiny random model, 2 x 2 sequences: a smoke check, seconds
     python bench/throughput.py --model tiny --prompts 8 --generations 4 --repeats 2
 
@@ -55,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--completion-len", type=int, default=16, help="new tokens per completion, forced (min = max)")
     p.add_argument("--prompt-mix", choices=("deduction", "mixed"), default="deduction",
                    help="deduction solver prompts only ('Calculate: ... = '), or deduction/abduction/induction in turn")
-    p.add_argument("--steps", type=int, default=2, help="measured optimizer steps per run")
+    p.add_argument("--steps", type=int, default=3, help="measured optimizer steps per run")
     p.add_argument("--warmup", type=int, default=1, help="excluded steps at the start of each run")
     p.add_argument("--repeats", type=int, default=2, help="ours/TRL pairs, each run a fresh subprocess, ABAB order")
     p.add_argument("--temperature", type=float, default=0.7)
@@ -68,7 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma list, in run order within a repeat: ours | trl | ours-fixed (ours + the patch proposed "
                         "in bench/README.md, applied by monkeypatching in the worker: fused AdamW, eager attention "
                         "in the training passes on CPU, lean fp32 log-prob head)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads in every process (0 = torch default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads in every process and in the matmul-peak loop; 0 = torch's default (all cores). "
+                        "1 by default: on a shared machine a busy neighbour stalls multi-threaded runs 5-10x (see README)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny model, 2 prompts x 2 generations, 4 tokens, 1 repeat")
     p.add_argument("--verbose", action="store_true", help="show the workers' stderr")
@@ -105,21 +108,37 @@ def reward_of(task, text: str) -> float:
 
 
 class Timers:
-    """Per-step phase times; `current` names the phase being timed (read by the dtype probe)."""
+    """Per-step phase times and peak RSS; `current` names the phase being timed (read by the dtype probe).
+
+    Each phase resets the kernel's peak-RSS mark when it starts and reads it when it ends, so `peak` holds each
+    phase's own high-water mark (process RSS: model, reference, optimizer state and the phase's temporaries)."""
 
     def __init__(self):
         self.step: dict[str, float] = defaultdict(float)
+        self.peak: dict[str, float] = {}
         self.current = "other"
+        self.track_memory = reset_hwm()
 
     @contextlib.contextmanager
     def phase(self, name: str):
         prev, self.current = self.current, name
+        if self.track_memory:
+            reset_hwm()
         t = time.perf_counter()
         try:
             yield
         finally:
             self.step[name] += time.perf_counter() - t
             self.current = prev
+            if self.track_memory:
+                self.peak[name] = max(self.peak.get(name, 0.0), hwm_gb())
+
+    def take_peak(self) -> dict[str, float]:
+        """Peak RSS per phase since the last call, plus "step": the largest of them and of the mark now."""
+        out, self.peak = dict(self.peak), {}
+        if self.track_memory:
+            out["step"] = max([hwm_gb(), *out.values()])
+        return out
 
     def wrap(self, fn, name):
         def timed(*a, **k):
@@ -160,8 +179,19 @@ def hwm_gb() -> float | None:
     return None
 
 
+_LIFETIME_PEAK_GB = [0.0]  # the process's own peak RSS, kept across resets of the kernel's mark
+
+
+def lifetime_peak_gb() -> float:
+    """Peak RSS since the process started. getrusage's ru_maxrss cannot say once the kernel's mark has been reset
+    (it then reports the mark since the last reset), so every reset first folds the mark into this maximum."""
+    now = hwm_gb() or 0.0
+    return max(_LIFETIME_PEAK_GB[0], now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+
 def reset_hwm() -> bool:
-    """Reset this process's peak-RSS mark (Linux >= 4.0), so the peak covers the measured steps only."""
+    """Reset this process's peak-RSS mark (Linux >= 4.0), so the next reading covers what follows only."""
+    _LIFETIME_PEAK_GB[0] = lifetime_peak_gb()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -211,7 +241,7 @@ def finish(args, trainer: str, steps: list[dict], extra: dict) -> None:
     import transformers
 
     out = {"trainer": trainer, "steps": steps, "threads": torch.get_num_threads(),
-           "ru_maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+           "ru_maxrss_gb": lifetime_peak_gb(),
            "torch": torch.__version__, "transformers": transformers.__version__, **extra}
     print(RESULT_TAG + json.dumps(out), flush=True)
 
@@ -234,12 +264,13 @@ def measure_steps(args, run_step, log) -> tuple[list[dict], dict]:
     steps = []
     for k in range(args.warmup + args.steps):
         if k == args.warmup:
-            mem = {"rss_before_measured_gb": rss_now_gb(), "hwm_reset": reset_hwm()}
+            mem = {"rss_before_measured_gb": rss_now_gb()}
         rec = run_step(k)
         log(step_line(rec, k, k < args.warmup))
         if k >= args.warmup:
             steps.append(rec)
-    mem["peak_rss_measured_gb"] = hwm_gb() if mem["hwm_reset"] else None
+    peaks = [s["peak_gb"].get("step") for s in steps]
+    mem["peak_rss_measured_gb"] = max(peaks) if None not in peaks else None
     return steps, mem
 
 
@@ -251,9 +282,9 @@ def run_ours(args, fixed: bool = False) -> None:
     import torch
     from accelerate import Accelerator
 
-    import azero.rl.sampling as sampling
     from azero import selfplay
     from azero.models import frozen_copy, load_policy, load_tokenizer
+    from azero.rl import sampling
     from azero.rl.batching import unpad
     from train import PRESETS, Config
 
@@ -318,9 +349,11 @@ def run_ours(args, fixed: bool = False) -> None:
         phases = timers.take()
         phases["other"] = total - sum(phases.values())
         contention = cont.stop()
+        peak = timers.take_peak()
         gen = int(rollout.completion_mask.sum())
         assert gen == len(seqs) * L, f"expected exactly {L} tokens per row, got {gen} in all"
-        return {"trainer": trainer_name, "total": total, "phases": phases, "sequences": len(seqs), "generated_tokens": gen,
+        return {"trainer": trainer_name, "task_ids": list(range(k * P, (k + 1) * P)), "total": total,
+                "phases": phases, "peak_gb": peak, "sequences": len(seqs), "generated_tokens": gen,
                 "trained_tokens": sum(len(p) + len(c) for p, c in seqs),
                 "padded_tokens": len(seqs) * (max(len(p) for p, _ in seqs) + L), **contention,
                 "reward_mean": float(rewards.mean()), "kl": metrics.get("loss/kl"),
@@ -328,10 +361,12 @@ def run_ours(args, fixed: bool = False) -> None:
 
     steps, mem = measure_steps(args, step, log)
     opt_name = "torch.optim.AdamW(fused=True)" if fixed else "torch.optim.AdamW (defaults: single-tensor for-loop on CPU)"
+    notes = [f"advantage groups: {args.grouping}"]
+    if fixed:
+        notes.append("proposed patch applied (fused AdamW, eager attention in update, lean log-prob head, "
+                     "inverse-CDF sampler)")
     finish(args, trainer_name, steps, {"params": n_params, "setup_rss_gb": setup_rss, **mem, "dtype_probe": probe_rows(probe),
-                                       "optimizer": opt_name, "notes": [f"advantage groups: {args.grouping}"]
-                                       + (["proposed patch applied (fused AdamW, eager attention in update, lean log-prob head, "
-                                             "inverse-CDF sampler)"] if fixed else [])})
+                                       "optimizer": opt_name, "notes": notes})
 
 
 def lean_completion_logprobs(model, input_ids, attention_mask, completion_len, *, temperature=1.0, with_entropy=False,
@@ -431,11 +466,11 @@ def run_trl(args) -> None:
     import tempfile
 
     import torch
+    import trl
     from datasets import Dataset
     from transformers import TrainerCallback
-    import trl
-    import trl.trainer.grpo_trainer as grpo_module
     from trl import GRPOConfig, GRPOTrainer
+    from trl.trainer import grpo_trainer as grpo_module
 
     from azero.models import frozen_copy, load_policy, load_tokenizer
     from azero.tasks import TASKS
@@ -449,7 +484,7 @@ def run_trl(args) -> None:
     policy = load_policy(args.model, tokenizer=tokenizer, seed=args.seed)
     # TRL rebuilds the reference from the policy's hub id, which a GGUF-built (or tiny) model does not have:
     # hand it the same frozen copy ours uses (fp32 weights, eval mode, no grad).
-    ref_model = frozen_copy(policy)
+    ref_model = frozen_copy(policy) if args.beta > 0 else None
     grpo_module.create_model_from_path = lambda *a, **k: ref_model
     n_params = sum(p.numel() for p in policy.parameters())
 
@@ -458,12 +493,14 @@ def run_trl(args) -> None:
     dataset = Dataset.from_dict({"prompt": prompts, "task_id": list(range(len(tasks)))})
     timers = Timers()
     counts = defaultdict(int)
+    task_ids: set[int] = set()
 
     def verifier_reward(prompts, completions, task_id, completion_ids, **kwargs):
         counts["generated"] += sum(len(c) for c in completion_ids)
         counts["trained"] += sum(prompt_tokens[i] + len(c) for i, c in zip(task_id, completion_ids))
         counts["padded"] += len(completion_ids) * (max(prompt_tokens[i] for i in task_id) + max(len(c) for c in completion_ids))
         counts["sequences"] += len(completions)
+        task_ids.update(task_id)
         rewards = [reward_of(tasks[i], text) for i, text in zip(task_id, completions)]
         counts["reward_sum"] += sum(rewards)
         return rewards
@@ -482,16 +519,16 @@ def run_trl(args) -> None:
     )
     trainer = GRPOTrainer(model=policy, reward_funcs=verifier_reward, args=config, train_dataset=dataset,
                           processing_class=tokenizer)
-    assert trainer.ref_model is not None and trainer.beta == args.beta
+    assert (trainer.ref_model is not None) == (args.beta > 0) and trainer.beta == args.beta
     setup_rss = rss_now_gb()
     cont = Contention()
 
-    probe = dtype_probe({"policy": policy, "ref": ref_model}, timers)
+    probe = dtype_probe({"policy": policy, **({"ref": ref_model} if ref_model is not None else {})}, timers)
     trainer._generate_single_turn = timers.wrap(trainer._generate_single_turn, "generate")
     orig_logps = trainer._get_per_token_logps_and_entropies
 
     def logps(model, *a, **k):
-        if model is trainer.ref_model or model is ref_model:
+        if ref_model is not None and (model is trainer.ref_model or model is ref_model):
             with timers.phase("ref_forward"):
                 return orig_logps(model, *a, **k)
         if not torch.is_grad_enabled():  # an extra old-log-prob pass: must not happen with one update per batch
@@ -511,25 +548,29 @@ def run_trl(args) -> None:
     class StepTimer(TrainerCallback):
         def on_step_begin(self, a, s, c, **kw):
             if state["k"] == args.warmup:
-                mem.update(rss_before_measured_gb=rss_now_gb(), hwm_reset=reset_hwm())
+                mem.update(rss_before_measured_gb=rss_now_gb())
             timers.take()
+            timers.take_peak()
             counts.clear()
+            task_ids.clear()
             cont.start()
             state["t0"] = time.perf_counter()
 
-        def on_pre_optimizer_step(self, a, s, c, **kw):
-            state["t_opt"] = time.perf_counter()
+        def on_pre_optimizer_step(self, a, s, c, **kw):  # the optimizer step runs between these two events
+            state["opt"] = timers.phase("optim_step")
+            state["opt"].__enter__()
 
         def on_optimizer_step(self, a, s, c, **kw):
-            timers.step["optim_step"] += time.perf_counter() - state["t_opt"]
+            state.pop("opt").__exit__(None, None, None)
 
         def on_step_end(self, a, s, c, **kw):
             total = time.perf_counter() - state["t0"]
             contention = cont.stop()
             phases = timers.take()
+            peak = timers.take_peak()
             phases["other"] = total - sum(phases.values())
             k = state["k"]
-            rec = {"trainer": "trl", "total": total, "phases": phases, "sequences": counts["sequences"],
+            rec = {"trainer": "trl", "task_ids": sorted(task_ids), "total": total, "phases": phases, "peak_gb": peak, "sequences": counts["sequences"],
                    "generated_tokens": counts["generated"], "trained_tokens": counts["trained"],
                    "padded_tokens": counts["padded"], **contention, "reward_mean": counts["reward_sum"] / max(counts["sequences"], 1)}
             assert rec["generated_tokens"] == rec["sequences"] * L, "TRL did not generate exactly L tokens per row"
@@ -540,7 +581,8 @@ def run_trl(args) -> None:
 
     trainer.add_callback(StepTimer())
     trainer.train()
-    mem["peak_rss_measured_gb"] = hwm_gb() if mem.get("hwm_reset") else None
+    peaks = [s["peak_gb"].get("step") for s in steps]
+    mem["peak_rss_measured_gb"] = max(peaks) if None not in peaks else None
     opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
     fused = opt.defaults.get("fused")
     finish(args, "trl", steps, {"params": n_params, "setup_rss_gb": setup_rss, **mem, "dtype_probe": probe_rows(probe),
@@ -578,7 +620,7 @@ def run_worker_process(args, trainer: str, argv: list[str]) -> dict:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
            "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
     if args.verbose:
         sys.stderr.write(proc.stderr)
@@ -597,12 +639,14 @@ def summarize_run(res: dict) -> dict:
     phases = {p: statistics.median(s["phases"].get(p, 0.0) for s in res["steps"])
               for p in sorted({p for s in res["steps"] for p in s["phases"]})}
     train_t = phases.get("ref_forward", 0) + sum(phases.get(p, 0) for p in POLICY_PHASES)
+    phase_peak = {p: max(s["peak_gb"].get(p, 0.0) for s in res["steps"])
+                  for p in sorted({p for s in res["steps"] for p in s.get("peak_gb", {})})}
     return {"step_s": med("total"), "seq_per_s": med("sequences") / med("total"),
             "gen_tok_per_s_step": med("generated_tokens") / med("total"),
             "gen_tok_per_s_generate": med("generated_tokens") / max(phases.get("generate", 0), 1e-9),
             "trained_tok_per_s": med("trained_tokens") / max(train_t, 1e-9),
             "peak_rss_measured_gb": res.get("peak_rss_measured_gb"), "ru_maxrss_gb": res["ru_maxrss_gb"],
-            "rss_before_measured_gb": res.get("rss_before_measured_gb"), "phases": phases,
+            "rss_before_measured_gb": res.get("rss_before_measured_gb"), "phases": phases, "phase_peak_gb": phase_peak,
             "cpu_util": med("cpu_util"),
             "cpu_stall": statistics.median(s["cpu_stall"] for s in res["steps"]) if res["steps"][0].get("cpu_stall") is not None else None,
             "sequences": med("sequences"), "generated_tokens": med("generated_tokens"),
@@ -622,7 +666,7 @@ def spread(values: list[float], fmt="{:.2f}") -> str:
 def machine() -> str:
     name, cores = platform.processor() or "?", os.cpu_count()
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
         for line in out.splitlines():
             if line.startswith("Model name:"):
                 name = line.split(":", 1)[1].strip()
@@ -664,6 +708,11 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
         P(f"{t:<5} sequences {s['sequences']}, generated tokens {s['generated_tokens']}, trained tokens (prompt + "
           f"completion, unpadded) {s['trained_tokens']}, padded tokens per training forward {s['padded_tokens']}")
 
+    same = all(r["steps"][i]["task_ids"] == rs0["steps"][i]["task_ids"]
+               for rs in runs.values() for r in rs for rs0 in [runs[next(iter(runs))][0]] for i in range(len(r["steps"])))
+    P(f"same prompts in every trainer's measured steps (by task index): {'yes' if same else 'NO'}")
+    P("(peak RSS per phase: the process's resident-set high-water mark during that phase, reset when it starts;"
+      " it includes the weights, reference, gradients and optimizer state held at the time)")
     P(f"\n=== machine bf16 matmul peak: {peak / 1e9:.0f} GFLOP/s (fp32 {peak32 / 1e9:.0f}); 2048^3, best of 5, "
       f"measured before and after the runs ===")
     params = runs[next(iter(runs))][0]["params"]
@@ -686,12 +735,16 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
         rows.append(("other", ph.get("other", 0)))
         tables[t] = {"step_s": step, "rows": rows, "flops": flops}
         P(f"\n=== where the time goes: {t} (median s/step over runs; step {step:.2f}s) ===")
-        P(f"{'phase':<22}{'s/step':>8}{'share':>8}{'GFLOP/s':>10}{'of peak':>9}")
+        P(f"{'phase':<22}{'s/step':>8}{'share':>8}{'GFLOP/s':>10}{'of peak':>9}{'peak RSS GB':>13}")
+        mem_of = {"policy fwd+bwd+step": POLICY_PHASES}
         for name, sec in rows:
             f = flops.get(name)
             rate = f / sec if f and sec > 0 else None
+            keys = mem_of.get(name, (name.strip(),))
+            rss = [max(s["phase_peak_gb"].get(k, 0.0) for k in keys) for s in ss]
+            rss_txt = f"{statistics.median(rss):>13.2f}" if any(rss) else ""
             P(f"{name:<22}{sec:>8.2f}{100 * sec / step:>7.1f}%"
-              + (f"{rate / 1e9:>10.1f}{100 * rate / peak:>8.1f}%" if rate else ""))
+              + (f"{rate / 1e9:>10.1f}{100 * rate / peak:>8.1f}%" if rate else " " * 19) + rss_txt)
 
     P("\n=== autocast check: first decoder layer's MLP projection output dtype (phase, model, dtype, autocast on) ===")
     for t, rs in runs.items():
@@ -706,23 +759,28 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
     ratios = {}  # trainer -> (ratio of medians, per-pair ratios, best vs best) against TRL
     if "trl" in summ:
         r = [s["seq_per_s"] for s in summ["trl"]]
-        for t in summ:
+        for t, ts in summ.items():
             if t != "trl":
-                o = [s["seq_per_s"] for s in summ[t]]
+                o = [s["seq_per_s"] for s in ts]
                 ratios[t] = (statistics.median(o) / statistics.median(r), [a / b for a, b in zip(o, r)], max(o) / max(r))
     ratio = ratios.get("ours", (None,))[0]
 
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     cmd = "python bench/throughput.py " + " ".join(argv)
-    lines = ["```", f"$ {cmd.strip()}", f"machine: {machine()}; torch threads {runs[next(iter(runs))][0]['threads']}; "
-             f"load avg at start {os.getloadavg()[0]:.2f}", f"date: {date}",
-             f"versions: torch {torch.__version__}, transformers {transformers.__version__}, trl {trl_v}",
-             f"work/step: {args.prompts} prompts x {args.generations} = {args.prompts * args.generations} sequences, "
-             f"{args.completion_len} new tokens each (forced), prompts: {args.prompt_mix}; model {args.model} "
-             f"({params / 1e6:.1f}M); bf16 autocast; KL k3 beta {args.beta}; 1 step per batch; whole batch per forward",
-             f"runs: {args.repeats} x (ours, TRL), fresh process each, {args.warmup} warm-up + {args.steps} measured steps; "
-             f"median [min-max] over runs",
-             f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s (fp32 {peak32 / 1e9:.0f})"]
+    threads = runs[next(iter(runs))][0]["threads"]
+    lines = [
+        "```",
+        f"$ {cmd.strip()}",
+        f"machine: {machine()}; torch threads {threads}; load avg at start {args.load_at_start:.2f}",
+        f"date: {date}",
+        f"versions: torch {torch.__version__}, transformers {transformers.__version__}, trl {trl_v}",
+        (f"work/step: {args.prompts} prompts x {args.generations} = {args.prompts * args.generations} sequences, "
+         f"{args.completion_len} new tokens each (forced), prompts: {args.prompt_mix}; model {args.model} "
+         f"({params / 1e6:.1f}M); bf16 autocast; KL k3 beta {args.beta}; 1 step per batch; whole batch per forward"),
+        (f"runs: {args.repeats} x ({', '.join(runs)}), fresh process each, {args.warmup} warm-up + {args.steps} "
+         f"measured steps; median [min-max] over runs"),
+        f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s (fp32 {peak32 / 1e9:.0f}), {threads} thread(s)",
+    ]
     for t, ss in summ.items():
         tb = tables[t]
         lines.append(f"{t:<5}: {spread([s['seq_per_s'] for s in ss])} seq/s, step {spread([s['step_s'] for s in ss])} s, "
@@ -763,6 +821,7 @@ def main(argv=None) -> None:
                    "--steps", str(args.steps), "--warmup", str(args.warmup), "--temperature", str(args.temperature),
                    "--lr", str(args.lr), "--weight-decay", str(args.weight_decay), "--beta", str(args.beta),
                    "--grouping", args.grouping, "--threads", str(args.threads), "--seed", str(args.seed)]
+    args.load_at_start = os.getloadavg()[0]
     print(f"machine: {machine()}; load avg {os.getloadavg()}", flush=True)
     peaks = [matmul_peak(threads=args.threads)]
     print(f"bf16 matmul peak {peaks[0]['bfloat16'] / 1e9:.0f} GFLOP/s, fp32 {peaks[0]['float32'] / 1e9:.0f}", flush=True)
@@ -777,6 +836,11 @@ def main(argv=None) -> None:
                   f"(process {res['process_wall_s']:.0f}s; cpu use {s['cpu_util']:.0%}{stall})", flush=True)
     peaks.append(matmul_peak(threads=args.threads))
     out = report(args, argv, runs, peaks)
+    stalls = [s["cpu_stall"] for rs in runs.values() for r in rs for s in r["steps"] if s.get("cpu_stall") is not None]
+    if stalls and max(stalls) > 0.2 and (args.threads or torch_threads()) > 1:
+        print(f"\nWARNING: other work competed for the CPUs (cpu stall up to {max(stalls):.0%} of a step). With several "
+              "threads per process a busy neighbour stalls every OpenMP barrier and steps can take many times longer; "
+              "prefer the best runs, rerun when the machine is idle, or measure with --threads 1.")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"args": vars(args), "runs": runs, **out}, indent=1, default=str))
 
