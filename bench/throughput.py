@@ -67,8 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="ours: advantage groups = prompts (GRPO-like, as TRL) or azero's (task, role) groups")
     p.add_argument("--trainers", default="ours,trl",
                    help="comma list, in run order within a repeat: ours | trl | ours-fixed (ours + the patch proposed "
-                        "in bench/README.md, applied by monkeypatching in the worker: fused AdamW, eager attention "
-                        "in the training passes on CPU, lean fp32 log-prob head)")
+                        "in bench/README.md, applied by monkeypatching in the worker) | ours@DIR (ours with azero/ and "
+                        "train.py imported from the checkout DIR, e.g. a copy with a patch applied)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads in every process and in the matmul-peak loop; 0 = torch's default (all cores). "
                         "1 by default: on a shared machine a busy neighbour stalls multi-threaded runs 5-10x (see README)")
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny model, 2 prompts x 2 generations, 4 tokens, 1 repeat")
     p.add_argument("--verbose", action="store_true", help="show the workers' stderr")
     p.add_argument("--json-out", help="also write every run's raw result and the summary to this file")
-    p.add_argument("--worker", choices=("ours", "ours-fixed", "trl"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # a trainer spec from --trainers
     args = p.parse_args(argv)
     if args.quick:
         args.model, args.prompts, args.generations, args.completion_len = "tiny", 2, 2, 4
@@ -278,7 +278,7 @@ def measure_steps(args, run_step, log) -> tuple[list[dict], dict]:
 # ours: azero.selfplay.sample -> judge -> azero.selfplay.update
 
 
-def run_ours(args, fixed: bool = False) -> None:
+def run_ours(args, fixed: bool = False, label: str = "ours") -> None:
     import torch
     from accelerate import Accelerator
 
@@ -302,12 +302,19 @@ def run_ours(args, fixed: bool = False) -> None:
     tokenizer = load_tokenizer(args.model)
     policy = load_policy(args.model, tokenizer=tokenizer, seed=args.seed)
     ref_model = frozen_copy(policy) if args.beta > 0 else None
-    # train.py's optimizer; the proposed patch adds fused=True (one multi-tensor kernel; TRL's default on CPU too)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  **({"fused": True} if fixed else {}))
+    # train.py's optimizer: its make_optimizer() where it has one (the proposed patch), else the expression
+    # train.py's main() uses today; ours-fixed forces fused=True (one multi-tensor kernel; TRL's default too)
+    import train
+
+    if fixed:
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    elif hasattr(train, "make_optimizer"):
+        optimizer = train.make_optimizer(cfg, policy)
+    else:
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     model, optimizer = accelerator.prepare(policy, optimizer)
-    trainer_name = "ours-fixed" if fixed else "ours"
+    trainer_name = label
     if fixed:
         apply_proposed_patch(selfplay, cfg, policy)
     ctx = selfplay.Context(cfg, accelerator, model, ref_model, tokenizer, optimizer, scheduler, {}, random.Random(args.seed))
@@ -360,7 +367,8 @@ def run_ours(args, fixed: bool = False) -> None:
                 "skipped": metrics.get("optim/skipped_nonfinite"), "micro_batches": metrics.get("optim/micro_batches")}
 
     steps, mem = measure_steps(args, step, log)
-    opt_name = "torch.optim.AdamW(fused=True)" if fixed else "torch.optim.AdamW (defaults: single-tensor for-loop on CPU)"
+    fused = optimizer.optimizer.defaults.get("fused") if hasattr(optimizer, "optimizer") else None
+    opt_name = f"torch.optim.AdamW(fused={fused})" + ("" if fused else " (single-tensor for-loop on CPU)")
     notes = [f"advantage groups: {args.grouping}"]
     if fixed:
         notes.append("proposed patch applied (fused AdamW, eager attention in update, lean log-prob head, "
@@ -691,12 +699,13 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
     P = print
 
     P("\n=== per run (medians over measured steps) ===")
-    P(f"{'run':<8}{'step s':>8}{'seq/s':>8}{'gen tok/s':>11}{'train tok/s':>13}{'peak RSS GB':>13}{'maxrss GB':>11}"
+    w = max(8, *(len(t) + 3 for t in summ))
+    P(f"{'run':<{w}}{'step s':>8}{'seq/s':>8}{'gen tok/s':>11}{'train tok/s':>13}{'peak RSS GB':>13}{'maxrss GB':>11}"
       f"{'cpu use':>9}{'cpu stall':>11}")
     for t, ss in summ.items():
         for i, s in enumerate(ss):
             stall = "n/a" if s["cpu_stall"] is None else f"{s['cpu_stall']:.0%}"
-            P(f"{t + str(i + 1):<8}{s['step_s']:>8.2f}{s['seq_per_s']:>8.2f}{s['gen_tok_per_s_generate']:>11.1f}"
+            P(f"{t + str(i + 1):<{w}}{s['step_s']:>8.2f}{s['seq_per_s']:>8.2f}{s['gen_tok_per_s_generate']:>11.1f}"
               f"{s['trained_tok_per_s']:>13.1f}{(s['peak_rss_measured_gb'] or float('nan')):>13.2f}{s['ru_maxrss_gb']:>11.2f}"
               f"{s['cpu_util']:>9.0%}{stall:>11}")
     P("(cpu use: this process's CPU seconds per wall second and thread; cpu stall: share of wall time in which some "
@@ -810,12 +819,20 @@ def report(args, argv: list[str], runs: dict[str, list[dict]], peaks: list[dict]
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.worker and args.worker.startswith("ours@"):  # ours from another checkout (e.g. with a patch applied)
+        sys.path.insert(0, str(Path(args.worker.split("@", 1)[1]).resolve()))
+        return run_ours(args, label=args.worker)
     if args.worker in ("ours", "ours-fixed"):
-        return run_ours(args, fixed=args.worker == "ours-fixed")
+        return run_ours(args, fixed=args.worker == "ours-fixed", label=args.worker)
     if args.worker == "trl":
         return run_trl(args)
+    if args.worker:
+        raise SystemExit(f"unknown trainer {args.worker!r}")
 
     trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
+    for t in trainers:
+        if t not in ("ours", "ours-fixed", "trl") and not (t.startswith("ours@") and Path(t[5:], "azero").is_dir()):
+            raise SystemExit(f"unknown trainer {t!r}: ours | ours-fixed | trl | ours@DIR (a checkout with azero/)")
     worker_argv = ["--model", args.model, "--prompts", str(args.prompts), "--generations", str(args.generations),
                    "--completion-len", str(args.completion_len), "--prompt-mix", args.prompt_mix,
                    "--steps", str(args.steps), "--warmup", str(args.warmup), "--temperature", str(args.temperature),
