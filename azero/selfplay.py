@@ -26,6 +26,7 @@ import torch
 from accelerate.utils import gather, gather_object, reduce
 
 from azero.buffers import TaskBuffer, random_task, seed_tasks
+from azero.models import training_attention
 from azero.rl import advantages as adv
 from azero.rl.batching import micro_batches, unpad
 from azero.rl.kl import kl_estimate
@@ -240,6 +241,11 @@ def is_novel(buffers: dict[str, TaskBuffer], task: Task) -> bool:
 
 
 def update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
+    with training_attention(ctx.policy, ctx.ref_model):  # CPU: eager attention (SDPA's CPU backward is slow)
+        return _update(ctx, seqs, rewards, task_idx, role_idx)
+
+
+def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
     """TRR++ advantages over the gathered batch, then one optimizer step over length-bucketed
     micro-batches. Every rank runs the same number of passes; a non-finite loss or gradient skips the
     step on all ranks together."""
@@ -283,10 +289,11 @@ def update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
         with sync:
             with acc.autocast():
                 logp, entropy = completion_logprobs(ctx.model, mb_dev["input_ids"], mb_dev["attention_mask"], C,
-                                                    temperature=cfg.temperature, with_entropy=True)
+                                                    temperature=cfg.temperature, with_entropy=True,
+                                                    entropy_grad=cfg.entropy_coef != 0)
             loss, mets = policy_loss(
                 logp, logp.detach(), a.to(acc.device), mb_dev["completion_mask"],
-                ref_logp=ref_logp, entropy=entropy if cfg.entropy_coef else entropy.detach(), clip_eps=cfg.clip_eps,
+                ref_logp=ref_logp, entropy=entropy, clip_eps=cfg.clip_eps,
                 kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef, kl_estimator=cfg.kl_estimator,
                 entropy_coef=cfg.entropy_coef, aggregation=cfg.aggregation, normalizer=normalizer)
             nonfinite += (~torch.isfinite(loss.detach())).float()

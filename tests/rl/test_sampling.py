@@ -3,7 +3,7 @@ import string
 import torch
 
 from azero.models import tiny_tokenizer
-from azero.rl.sampling import Rollout, _completion_ends, generate
+from azero.rl.sampling import Rollout, _completion_ends, _InverseCDFSampler, generate
 
 PROMPTS = ["Q:", "Calculate: 3 * 4 = ", "abc"]
 
@@ -182,3 +182,21 @@ def test_select_trimmed_and_to(model, tokenizer):
     assert torch.equal(short.completion_ids, rollout.completion_ids[:2, :end])
     assert short.to("cpu").texts == short.texts
     assert isinstance(short, Rollout)
+
+
+def test_inverse_cdf_sampler_draws_from_softmax_over_temperature():
+    """One token per row, distributed as softmax(scores / T) (chi-square, 10 dof, p = 0.001 bound); a token an
+    earlier processor set to -inf is never drawn."""
+    torch.manual_seed(0)
+    V, T, rows, rounds = 12, 0.7, 2000, 50
+    scores = torch.randn(1, V) * 2
+    scores[0, 3] = float("-inf")
+    counts = torch.zeros(V)
+    for _ in range(rounds):
+        out = _InverseCDFSampler(T)(None, scores.repeat(rows, 1))
+        assert ((out == 0).sum(-1) == 1).all() and torch.isinf(out).sum() == rows * (V - 1)
+        counts += torch.bincount(out.argmax(-1), minlength=V).float()
+    expected = (scores / T).softmax(-1)[0] * rows * rounds
+    assert counts[3] == 0
+    keep = expected > 0
+    assert (((counts - expected) ** 2)[keep] / expected[keep]).sum() < 29.6
