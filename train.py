@@ -237,7 +237,7 @@ def main(argv=None) -> dict:
         policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if resume_dir:
         checkpoint.load_weights(resume_dir, policy)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(cfg, policy)
     warm = max(cfg.warmup_iterations, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     model, optimizer = accelerator.prepare(policy, optimizer)
@@ -353,6 +353,12 @@ def main(argv=None) -> dict:
     for sig, handler in previous.items():  # main() may be called from other code (tests, notebooks)
         signal.signal(sig, handler)
     return final
+
+
+def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW, fused: one multi-tensor kernel. The default for-loop implementation costs 0.7-0.9 s a step for
+    SmolLM2-135M on one CPU core, fused 0.25 s (bench/throughput.py)."""
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def peak_memory_gb() -> float:
