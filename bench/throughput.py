@@ -66,9 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grouping", choices=("prompt", "task_role"), default="prompt",
                    help="ours: advantage groups = prompts (GRPO-like, as TRL) or azero's (task, role) groups")
     p.add_argument("--trainers", default="ours,trl",
-                   help="comma list, in run order within a repeat: ours | trl | ours-fixed (ours + the patch proposed "
-                        "in bench/README.md, applied by monkeypatching in the worker) | ours@DIR (ours with azero/ and "
-                        "train.py imported from the checkout DIR, e.g. a copy with a patch applied)")
+                   help="comma list, in run order within a repeat: ours | trl | ours@DIR (ours with azero/ and "
+                        "train.py imported from the checkout DIR, e.g. an older commit) | ours-fixed (ours + the "
+                        "bench's prototypes of the CPU patch, by monkeypatching; redundant now that it has landed)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads in every process and in the matmul-peak loop; 0 = torch's default (all cores). "
                         "1 by default: on a shared machine a busy neighbour stalls multi-threaded runs 5-10x (see README)")
