@@ -117,6 +117,7 @@ class Config:
         need(self.kl_estimator in ("k1", "k2", "k3"), f"unknown kl_estimator {self.kl_estimator!r}")
         need(self.aggregation in ("token-mean", "seq-mean"), f"unknown aggregation {self.aggregation!r}")
         need(self.mixed_precision in ("no", "bf16", "fp16"), f"unknown mixed_precision {self.mixed_precision!r}")
+        need(not self.kl_in_reward or self.kl_coef > 0, "--kl-in-reward needs --kl-coef > 0 (the reference model)")
         need(self.temperature > 0, "temperature must be > 0 (log-probs divide by it)")
         need(self.micro_batch_size > 0 and self.iterations >= 0, "micro_batch_size > 0, iterations >= 0")
 

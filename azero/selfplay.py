@@ -264,13 +264,14 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
     else:
         normalizer = float(len(all_rewards)) / acc.num_processes
 
-    use_ref = ctx.ref_model is not None
-    if cfg.kl_in_reward:
-        token_adv = kl_shaped_advantages(ctx, mbs, seqs, all_rewards, all_groups, mine)
+    totals: dict[str, float] = defaultdict(float)
+    if cfg.kl_in_reward:  # the reference was scored in the shaping pass; the loss needs no second reference forward
+        token_adv, kl_sum = kl_shaped_advantages(ctx, mbs, seqs, all_rewards, all_groups, mine)  # [n_local, width]
+        totals["loss/kl"] = kl_sum / (global_tokens / acc.num_processes)  # k1 per token, averaged over ranks below
     else:
         seq_adv = adv.group_normalize(all_rewards, all_groups, eps=cfg.adv_eps)[mine]
+    use_ref = ctx.ref_model is not None and not cfg.kl_in_reward
 
-    totals: dict[str, float] = defaultdict(float)
     nonfinite = torch.zeros((), device=acc.device)
     ctx.optimizer.zero_grad(set_to_none=True)
     for i, mb in enumerate(mbs):
@@ -281,10 +282,7 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
             with torch.no_grad(), acc.autocast():
                 ref_logp, _ = completion_logprobs(ctx.ref_model, mb_dev["input_ids"], mb_dev["attention_mask"], C,
                                                   temperature=cfg.temperature)
-        if cfg.kl_in_reward:
-            a = torch.stack([torch.nn.functional.pad(token_adv[r][:C], (0, C - min(C, len(token_adv[r])))) for r in mb.rows.tolist()])
-        else:
-            a = seq_adv[mb.rows]
+        a = token_adv[mb.rows, :C] if cfg.kl_in_reward else seq_adv[mb.rows]  # [M, C] or [M]
         sync = acc.no_sync(ctx.model) if i < len(mbs) - 1 else nullcontext()
         with sync:
             with acc.autocast():
@@ -323,9 +321,10 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
     return out
 
 
-def kl_shaped_advantages(ctx, mbs, seqs, all_rewards, all_groups, mine) -> list[torch.Tensor]:
+def kl_shaped_advantages(ctx, mbs, seqs, all_rewards, all_groups, mine) -> tuple[torch.Tensor, float]:
     """REINFORCE++ with the KL in the reward: k1 of the rollout policy against the reference is folded
-    into per-token returns before the group normalisation. Needs one extra no-grad policy pass."""
+    into per-token returns before the group normalisation. Needs one extra no-grad policy pass.
+    Returns this rank's per-token advantages [n_local, width] (0 past each completion) and its k1 sum."""
     cfg, acc = ctx.cfg, ctx.accelerator
     width = max(cfg.propose_max_tokens, cfg.solve_max_tokens)
     kl = torch.zeros(len(seqs), width)
@@ -341,7 +340,7 @@ def kl_shaped_advantages(ctx, mbs, seqs, all_rewards, all_groups, mine) -> list[
         mask[i, :len(c)] = 1
     all_kl, all_mask = gather(kl.to(acc.device)).cpu(), gather(mask.to(acc.device)).cpu()
     a = adv.kl_in_reward_advantages(all_rewards, all_kl, all_mask, cfg.kl_coef, all_groups, eps=cfg.adv_eps)[mine]
-    return [a[i, :len(seqs[i][1])] for i in range(len(seqs))]
+    return a, float(kl.sum())
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -216,3 +216,13 @@ def _rows_if_any(run_dir: Path) -> list[dict]:
         return read_rows(run_dir)
     except (FileNotFoundError, json.JSONDecodeError):
         return []
+
+
+def test_kl_in_reward_mode_trains(tmp_path):
+    """--kl-in-reward: k1 folded into per-token returns (one shaping pass, no second reference forward)."""
+    out = tmp_path / "klr"
+    _in_process(["--preset", "tiny", "--iterations", "3", "--eval-every", "0", "--kl-in-reward", "--output-dir", str(out)])
+    rows = iteration_rows(out)
+    assert rows[1]["loss/kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference before the first step
+    # the policy moved away from the reference (k1 of sampled tokens is no longer 0), with finite steps
+    assert rows[3]["loss/kl"] != 0.0 and rows[3]["optim/skipped_nonfinite"] == 0
