@@ -85,11 +85,34 @@ def _items(dataset: Any, source: str) -> list[EvalItem]:
 
 
 def _read_json_rows(path: Path) -> list[dict[str, Any]]:
-    """A JSON list of rows, or JSON lines (one row per line)."""
-    text = path.read_text(encoding="utf-8")
+    """A JSON list of rows, or JSON lines (one row per line). A bad row is reported with the file and
+    line it is on, in one line, so the user can fix it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); convert it or pass another --eval-data") from None
     if text.lstrip().startswith("["):
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {e.lineno} column {e.colno}: invalid JSON ({e.msg})") from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path}: a JSON eval file must be a list of objects (rows)")
+        return rows
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {lineno}: invalid JSON ({e.msg}, column {e.colno}); "
+                             f"each line must be one row object") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} line {lineno}: a {type(row).__name__}, not a row object "
+                             f"with {list(REQUIRED_COLUMNS)}")
+        rows.append(row)
+    return rows
 
 
 def _dataset(source: str, split: str) -> Any:

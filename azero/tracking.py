@@ -2,6 +2,11 @@
 
 Only the main process writes. Metric names are namespaced (``trr/solve_deduction/reward_mean``,
 ``propose/abduction/valid_rate``, ``loss/kl``, ``time/generate``, ``eval/arithmetic_eval/hard``).
+
+The JSONL logs survive a crash at any instant: each row is appended with one ``write`` and flushed to
+disk before the loop goes on (so it is on disk before the checkpoint of its iteration), and on resume
+``repair_jsonl`` drops a torn last line and every row past the checkpoint's iteration, so each
+iteration is logged exactly once however often the run was killed.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +46,9 @@ class Tracker:
         if not enabled:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        if resume_iteration is not None:  # drop lines written after the checkpoint we resume from
+        if resume_iteration is not None:  # drop torn lines and lines written after the checkpoint we resume from
             for path in (self.metrics_path, self.samples_path):
-                _truncate_after(path, resume_iteration)
+                repair_jsonl(path, resume_iteration)
         if use_wandb:
             import wandb  # optional dependency: imported only when asked for
 
@@ -55,17 +61,14 @@ class Tracker:
         if not self.enabled:
             return
         row = {"iteration": iteration, **{k: _plain(v) for k, v in metrics.items()}}
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        _append_lines(self.metrics_path, [row])
         if self.wandb is not None:
             self.wandb.log(row, step=iteration)
 
     def log_samples(self, rows: list[dict], iteration: int) -> None:
         if not self.enabled or not rows:
             return
-        with open(self.samples_path, "a") as f:
-            for r in rows:
-                f.write(json.dumps({"iteration": iteration, **r}) + "\n")
+        _append_lines(self.samples_path, [{"iteration": iteration, **r} for r in rows])
         if self.wandb is not None:
             for r in rows:
                 self._table.add_data(*[_plain({"iteration": iteration, **r}.get(c)) for c in SAMPLE_COLUMNS])
@@ -85,12 +88,45 @@ class Tracker:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The rows of a JSONL log. A line that does not parse (a torn append of a crashed run, or the row a
+    live run is writing right now) is skipped: readers such as plots must work on any run folder."""
+    return [row for _, row, _ in _parse_lines(Path(path).read_bytes()) if row is not None]
+
+
+def repair_jsonl(path: str | Path, last_iteration: int) -> None:
+    """Make a JSONL log consistent with a checkpoint at ``last_iteration`` before a resumed run appends.
+
+    A line that does not parse is what a crash (kill -9, full disk) leaves in the middle of an append: it
+    is dropped with a warning naming the file and line. Rows past ``last_iteration`` were written after
+    that checkpoint and are written again by the resumed run, so they are dropped too. The file is
+    replaced atomically, so a crash during the repair leaves the old file, which the next resume repairs."""
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    keep, changed = [], False
+    for lineno, row, raw in _parse_lines(data):
+        if row is None or not isinstance(row.get("iteration"), int):
+            warnings.warn(f"{path}: dropping torn line {lineno} ({len(raw)} bytes, left by a crash during an append): "
+                          f"{raw[:60]!r}", stacklevel=2)
+            changed = True
+        elif row["iteration"] > last_iteration:
+            changed = True
+        else:
+            keep.append(raw)
+    if not changed and (not data or data.endswith(b"\n")):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(b"".join(line + b"\n" for line in keep))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def plot_run(output_dir: str | Path) -> Path | None:
-    """PNG of the six per-(task, role) baselines, solver accuracy, KL and eval accuracy over iterations."""
+    """``curves.png``: one panel per entry of ``PANELS`` (two columns), x = iteration."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,47 +135,64 @@ def plot_run(output_dir: str | Path) -> Path | None:
     rows = read_metrics(Path(output_dir) / "metrics.jsonl")
     if not rows:
         return None
-
-    def series(key):
-        pts = [(r["iteration"], r[key]) for r in rows if key in r and r[key] is not None]
-        return [p[0] for p in pts], [p[1] for p in pts]
-
-    kinds = ("deduction", "abduction", "induction")
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    ax = axes[0, 0]
-    for kind in kinds:
-        for role, style in (("propose", "--"), ("solve", "-")):
-            ax.plot(*series(f"trr/{role}_{kind}/reward_mean"), style, label=f"{role} {kind}")
-    ax.set_title("per-(task, role) baselines: mean reward")
-    ax.legend(fontsize=7)
-    ax = axes[0, 1]
-    for kind in kinds:
-        ax.plot(*series(f"solve/{kind}/accuracy"), label=f"solve {kind}")
-        ax.plot(*series(f"propose/{kind}/valid_rate"), ":", label=f"valid {kind}")
-    ax.set_title("solver accuracy and proposal valid rate")
-    ax.legend(fontsize=7)
-    ax = axes[1, 0]
-    ax.plot(*series("loss/kl"), label="KL to reference (per token)")
-    ax.plot(*series("loss/entropy"), label="entropy (per token)")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_title("KL and entropy")
-    ax.legend(fontsize=7)
-    ax = axes[1, 1]
-    present = {k.rsplit("/", 1)[1] for r in rows for k in r if k.startswith("eval/arithmetic_eval/") and "/n/" not in k}
-    tiers = [t for t in ("overall", "very_easy", "easy", "medium", "hard", "very_hard") if t in present]
-    for tier in tiers:
-        xs, ys = series(f"eval/arithmetic_eval/{tier}")
-        ax.plot(xs, ys, "o-" if tier == "overall" else ".--", label=tier, lw=2.5 if tier == "overall" else 1)
-    ax.set_ylim(0, 1)
-    ax.set_title("arithmetic_eval accuracy (greedy)")
-    ax.legend(fontsize=7)
-    for a in axes.flat:
-        a.set_xlabel("iteration")
+    nrows = math.ceil(len(PANELS) / 2)
+    fig, axes = plt.subplots(nrows, 2, figsize=(12, 4 * nrows), squeeze=False)
+    for panel, ax in zip(PANELS, axes.flat):
+        panel(ax, rows)
+        ax.set_xlabel("iteration")
+        if ax.has_data() and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    for ax in axes.flat[len(PANELS):]:
+        ax.set_visible(False)
     fig.tight_layout()
     out = Path(output_dir) / "curves.png"
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def series(rows: list[dict], key: str) -> tuple[list, list]:
+    """(iterations, values) of one metric over the rows that hold it (non-finite values were logged as null)."""
+    pts = [(r["iteration"], r[key]) for r in rows if r.get(key) is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+KINDS = ("deduction", "abduction", "induction")
+
+
+def panel_baselines(ax, rows):
+    for kind in KINDS:
+        for role, style in (("propose", "--"), ("solve", "-")):
+            ax.plot(*series(rows, f"trr/{role}_{kind}/reward_mean"), style, label=f"{role} {kind}")
+    ax.set_title("per-(task, role) baselines: mean reward")
+
+
+def panel_accuracy(ax, rows):
+    for kind in KINDS:
+        ax.plot(*series(rows, f"solve/{kind}/accuracy"), label=f"solve {kind}")
+        ax.plot(*series(rows, f"propose/{kind}/valid_rate"), ":", label=f"valid {kind}")
+    ax.set_title("solver accuracy and proposal valid rate")
+
+
+def panel_kl(ax, rows):
+    ax.plot(*series(rows, "loss/kl"), label="KL to reference (per token)")
+    ax.plot(*series(rows, "loss/entropy"), label="entropy (per token)")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_title("KL and entropy")
+
+
+def panel_eval(ax, rows):
+    present = {k.rsplit("/", 1)[1] for r in rows for k in r if k.startswith("eval/arithmetic_eval/") and "/n/" not in k}
+    for tier in [t for t in ("overall", "very_easy", "easy", "medium", "hard", "very_hard") if t in present]:
+        xs, ys = series(rows, f"eval/arithmetic_eval/{tier}")
+        ax.plot(xs, ys, "o-" if tier == "overall" else ".--", label=tier, lw=2.5 if tier == "overall" else 1)
+    ax.set_ylim(0, 1)
+    ax.set_title("arithmetic_eval accuracy (greedy)")
+
+
+# The panels of curves.png, in order: a function (matplotlib Axes, metric rows) -> None that draws and titles
+# one panel. Add a panel by appending here; the grid grows by a row per two panels.
+PANELS = [panel_baselines, panel_accuracy, panel_kl, panel_eval]
 
 
 def _plain(v):
@@ -151,13 +204,45 @@ def _plain(v):
     return v
 
 
-def _truncate_after(path: Path, iteration: int) -> None:
-    if not path.exists():
+def _parse_lines(data: bytes):
+    """(1-based line number, parsed row or None if it does not parse, raw bytes) for each non-blank line.
+    A last line without its newline is torn even if it happens to parse: the row was cut mid-write."""
+    lines = data.split(b"\n")
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        row = None
+        if i < len(lines):  # the part after the last newline is an unfinished append
+            try:
+                row = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass
+            if not isinstance(row, dict):
+                row = None
+        yield i, row, raw
+
+
+def _append_lines(path: Path, rows: list[dict]) -> None:
+    """Append rows with one write and put them on disk: a crash leaves at most one torn last line, and
+    the rows of an iteration reach the disk before its checkpoint does (a power cut cannot lose them)."""
+    with open(path, "ab") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows).encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename in ``folder`` (POSIX needs the directory itself synced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["iteration"] <= iteration]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def _wandb_id(run_dir: Path) -> str:

@@ -133,3 +133,23 @@ def test_score_per_tier():
 )
 def test_first_integer(text, value):
     assert first_integer(text) == value
+
+
+@pytest.mark.parametrize("text, where", [
+    ('{"prompt": "1 + 1 = ", "answer": "2", "difficulty": "easy"}\n{"prompt": "2 +\n', "line 2: invalid JSON"),
+    ('{"prompt": "1 + 1 = ", "answer": "2", "difficulty": "easy"}\n\n[1, 2]\n', "line 3: a list, not a row"),
+])
+def test_bad_jsonl_line_names_the_file_and_line(tmp_path, text, where):
+    path = tmp_path / "eval.jsonl"
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
+        load_eval_set(str(path))
+    message = str(e.value)
+    assert str(path) in message and where in message and "\n" not in message
+
+
+def test_bad_json_list_names_the_line(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text('[{"prompt": "1 + 1 = ", "answer": "2", "difficulty": "easy"},\n {"prompt": }]')
+    with pytest.raises(ValueError, match=rf"{path} line 2 column \d+: invalid JSON"):
+        load_eval_set(str(path))

@@ -49,3 +49,15 @@ def test_cpu_preset_model_is_a_plain_trainable_smollm2(tmp_path):
     ids = tok(["Calculate: 2 + 3 = "], return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(model(**ids).logits, again(**ids).logits, atol=1e-5)
+
+
+def test_empty_model_folder_says_what_to_pass_not_to_install_a_tokenizer_library(tmp_path):
+    """An empty (or wrong) folder used to end in "install sentencepiece or tiktoken", the wrong fix."""
+    (tmp_path / "m").mkdir()
+    for load in (load_tokenizer, load_policy):
+        with pytest.raises(FileNotFoundError, match="no config.json.*--model") as e:
+            load(str(tmp_path / "m"))
+        assert "sentencepiece" not in str(e.value)
+    (tmp_path / "m" / "weights.gguf").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"--model .*weights\.gguf"):
+        load_tokenizer(str(tmp_path / "m"))
