@@ -26,6 +26,7 @@ import torch
 from accelerate.utils import gather, gather_object, reduce
 
 from azero.buffers import TaskBuffer, random_task, seed_tasks
+from azero.config import Config
 from azero.models import training_attention
 from azero.rl import advantages as adv
 from azero.rl.batching import micro_batches, unpad
@@ -42,7 +43,7 @@ ROLES = ("propose", "solve")
 @dataclass
 class Context:
     """Everything an iteration reads or updates. ``model`` is the Accelerate-wrapped policy."""
-    cfg: object
+    cfg: Config
     accelerator: object
     model: torch.nn.Module
     ref_model: torch.nn.Module | None
@@ -219,7 +220,7 @@ def solve(ctx: Context, new: dict[str, list[Task]]) -> tuple[list[Task], Rollout
     return tasks, rollout
 
 
-def proposer_reward(cfg, p: Proposal, novel: bool) -> float:
+def proposer_reward(cfg: Config, p: Proposal, novel: bool) -> float:
     """-1 invalid; valid: 1 - p for 0 < p < 1 (learnable), else ``proposer_extreme_reward`` (paper 0,
     official code -0.5). ``proposer_reward='validity'`` is the ablation: every valid proposal gets +1."""
     if p.task is None:

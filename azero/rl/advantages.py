@@ -14,10 +14,13 @@ them on a rank's shard alone would give each rank different baselines.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor
 
-GROUPINGS = ("task_role", "role", "global")
+Grouping = Literal["task_role", "role", "global"]
+GROUPINGS = get_args(Grouping)
 
 
 def group_ids(task: Tensor, role: Tensor, grouping: str) -> Tensor:

@@ -17,14 +17,17 @@ we report is the estimator's true value for log-ratios within [-20, 20].
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor
 
-KL_ESTIMATORS = ("k1", "k2", "k3")
+KLEstimator = Literal["k1", "k2", "k3"]
+KL_ESTIMATORS = get_args(KLEstimator)
 LOG_RATIO_CLAMP = 20.0
 
 
-def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
+def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: KLEstimator = "k3") -> Tensor:
     """Elementwise KL estimate per token, same shape as ``logp``; gradient flows through ``logp``."""
     log_ratio = logp - ref_logp
     if kind == "k1":

@@ -18,12 +18,15 @@ Metrics use the same aggregation: detached, additive over micro-batches.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor
 
 from azero.rl.kl import LOG_RATIO_CLAMP, kl_estimate
 
-AGGREGATIONS = ("token-mean", "seq-mean")
+Aggregation = Literal["token-mean", "seq-mean"]
+AGGREGATIONS = get_args(Aggregation)
 
 
 def policy_loss(

