@@ -33,7 +33,7 @@ from azero.rl.batching import micro_batches, unpad
 from azero.rl.kl import kl_estimate
 from azero.rl.logprobs import completion_logprobs
 from azero.rl.loss import policy_loss
-from azero.rl.sampling import Rollout, generate
+from azero.rl.sampling import HFEngine, Rollout
 from azero.tasks import INVALID_PROPOSAL_REWARD, SOLVER_REWARD, TASK_KINDS, TASKS, Rejected, Task, Verdict
 from azero.tasks.program import parse_program
 
@@ -54,6 +54,11 @@ class Context:
     task_rng: random.Random                       # identical on every rank
     nonfinite_streak: int = 0
     on_phase: Callable[[str], None] = lambda name: None   # e.g. shows the phase on the progress bar
+    engine: object = None                         # rollout engine (rl/sampling.py); None = the embedded HF loop
+
+    def __post_init__(self):
+        if self.engine is None:
+            self.engine = HFEngine(self.tokenizer, synced_gpus=self.cfg.synced_gpus)
 
     @property
     def policy(self):  # the bare model, for generation and no-grad passes
@@ -309,6 +314,7 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
     else:
         ctx.optimizer.step()
         ctx.scheduler.step()
+        ctx.engine.push_weights(ctx.policy)  # a separate engine (vLLM) samples the next iteration from these weights
         ctx.nonfinite_streak = 0
     ctx.optimizer.zero_grad(set_to_none=True)
 
@@ -394,9 +400,8 @@ def dedupe(buffer: TaskBuffer, tasks: list[Task]) -> list[Task]:
 
 def sample(ctx: Context, prompts: list[str], max_new_tokens: int, stop: list[str], n: int = 1) -> Rollout:
     with ctx.accelerator.autocast():
-        return generate(ctx.policy, ctx.tokenizer, prompts, max_new_tokens=max_new_tokens,
-                        temperature=ctx.cfg.temperature, top_p=ctx.cfg.top_p, n=n, stop=stop,
-                        synced_gpus=ctx.cfg.synced_gpus)
+        return ctx.engine.generate(ctx.policy, prompts, max_new_tokens=max_new_tokens, temperature=ctx.cfg.temperature,
+                                   top_p=ctx.cfg.top_p, n=n, stop=stop)
 
 
 def union(lists) -> list[str]:

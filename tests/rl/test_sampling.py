@@ -1,9 +1,11 @@
 import string
 
+import pytest
+
 import torch
 
 from azero.models import tiny_tokenizer
-from azero.rl.sampling import Rollout, _completion_ends, _InverseCDFSampler, generate
+from azero.rl.sampling import Rollout, _completion_ends, _inverse_cdf, generate
 
 PROMPTS = ["Q:", "Calculate: 3 * 4 = ", "abc"]
 
@@ -184,19 +186,79 @@ def test_select_trimmed_and_to(model, tokenizer):
     assert isinstance(short, Rollout)
 
 
-def test_inverse_cdf_sampler_draws_from_softmax_over_temperature():
-    """One token per row, distributed as softmax(scores / T) (chi-square, 10 dof, p = 0.001 bound); a token an
-    earlier processor set to -inf is never drawn."""
+def test_inverse_cdf_draws_from_softmax():
+    """One token per row, distributed as softmax(scores) (chi-square, 10 dof, p = 0.001 bound); a token at -inf
+    (EOS under min_new_tokens) is never drawn."""
     torch.manual_seed(0)
     V, T, rows, rounds = 12, 0.7, 2000, 50
     scores = torch.randn(1, V) * 2
     scores[0, 3] = float("-inf")
     counts = torch.zeros(V)
     for _ in range(rounds):
-        out = _InverseCDFSampler(T)(None, scores.repeat(rows, 1))
-        assert ((out == 0).sum(-1) == 1).all() and torch.isinf(out).sum() == rows * (V - 1)
-        counts += torch.bincount(out.argmax(-1), minlength=V).float()
+        token = _inverse_cdf(scores.repeat(rows, 1) / T)
+        assert token.shape == (rows,)
+        counts += torch.bincount(token, minlength=V).float()
     expected = (scores / T).softmax(-1)[0] * rows * rounds
     assert counts[3] == 0
     keep = expected > 0
     assert (((counts - expected) ** 2)[keep] / expected[keep]).sum() < 29.6
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_static_cache_loop_matches_the_dynamic_one(model, tokenizer, attention):
+    """The static-cache loop (what CUDA captures as a graph) on a CPU: same tokens and sampling log-probs as the
+    dynamic-cache loop, greedy and sampled, with left padding and stop strings."""
+    model.set_attn_implementation(attention)
+    for temperature in (0.0, 0.7):
+        outs = []
+        for static in (False, True):
+            torch.manual_seed(5)
+            outs.append(generate(model, tokenizer, PROMPTS, max_new_tokens=12, n=3, temperature=temperature,
+                                 stop=["e"], return_sampling_logprobs=True, static_cache=static))
+        dyn, sta = outs
+        assert torch.equal(dyn.completion_ids, sta.completion_ids) and dyn.texts == sta.texts
+        assert torch.equal(dyn.completion_mask, sta.completion_mask)
+        assert torch.allclose(dyn.sampling_logprobs, sta.sampling_logprobs, atol=1e-5)
+
+
+def test_chunked_rows_equal_one_chunk(model, tokenizer):
+    """A memory budget that fits one row per chunk changes nothing in greedy decoding."""
+    one = generate(model, tokenizer, PROMPTS, max_new_tokens=8, n=2, temperature=0.0, stop=["x"])
+    tiny_budget = generate(model, tokenizer, PROMPTS, max_new_tokens=8, n=2, temperature=0.0, stop=["x"],
+                           memory_gb=1e-9)
+    assert torch.equal(one.completion_ids, tiny_budget.completion_ids) and one.texts == tiny_budget.texts
+
+
+def test_token_id_stops_need_no_text_fallback(model, tokenizer):
+    from azero.rl import sampling
+
+    before = sampling.STATS["stop_fallbacks"]
+    torch.manual_seed(0)
+    rollout = generate(model, tokenizer, PROMPTS * 4, max_new_tokens=20, n=4, stop=["\n", "ab", " 1", "e"])
+    assert sum(len(t) < 20 for t in rollout.texts) > 10  # many rows stopped
+    assert sampling.STATS["stop_fallbacks"] == before
+
+
+def test_min_new_tokens_forbids_eos(model):
+    tokenizer = tiny_tokenizer()
+    digits = tokenizer.convert_tokens_to_ids(list(string.digits))
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, *digits]  # 10 of 99 tokens end a row
+    torch.manual_seed(0)
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=12, n=4, min_new_tokens=12)
+    assert rollout.completion_mask.all() and rollout.completion_ids.shape[1] == 12
+
+
+def test_top_p_keeps_the_nucleus(model, tokenizer):
+    """With top_p, every drawn token lies in the smallest set of most likely tokens whose mass reaches top_p, and the
+    returned log-probs are those of the renormalised nucleus."""
+    torch.manual_seed(0)
+    rollout = generate(model, tokenizer, ["Q:"], max_new_tokens=1, n=200, temperature=1.0, top_p=0.3,
+                       return_sampling_logprobs=True)
+    with torch.no_grad():
+        logits = model(tokenizer(["Q:"], return_tensors="pt").input_ids).logits[0, -1]
+    probs, order = logits.softmax(-1).sort(descending=True)
+    nucleus = order[: int((probs.cumsum(0) < 0.3).sum()) + 1]
+    assert set(rollout.completion_ids[:, 0].tolist()) <= set(nucleus.tolist())
+    renorm = logits[nucleus].log_softmax(-1)
+    for token, lp in zip(rollout.completion_ids[:, 0].tolist(), rollout.sampling_logprobs[:, 0].tolist()):
+        assert lp == pytest.approx(renorm[nucleus.tolist().index(token)].item(), abs=1e-5)
