@@ -1,0 +1,287 @@
+"""bench/sweep.py: aggregation over seeds on hand-written metrics files (unit), and real sweeps of train.py on the
+tiny preset (slow): summaries that match the runs' own files, a failing arm that does not stop the others,
+resume that skips finished runs, a per-run timeout, and a sweep stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = ROOT / "bench" / "sweep.py"
+TIERS = ("overall", "very_easy", "easy", "medium", "hard", "very_hard")
+
+_spec = importlib.util.spec_from_file_location("sweep", SWEEP)
+sweep = importlib.util.module_from_spec(_spec)
+sys.modules["sweep"] = sweep
+_spec.loader.exec_module(sweep)
+
+
+def ev(it: int, overall: float, **tiers) -> dict:
+    """An eval row: every tier = overall unless given."""
+    row = {"iteration": it}
+    for t in TIERS:
+        row[f"eval/arithmetic_eval/{t}"] = tiers.get(t, overall)
+    return row
+
+
+def write_run(folder: Path, rows: list[dict], *, arm: str, seed: int, minutes: float = 1.0, status: str = "finished",
+              rc: int = 0, tail: str = "") -> None:
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
+    (folder / "sweep_run.json").write_text(json.dumps({
+        "arm": arm, "seed": seed, "argv": ["--seed", str(seed)], "command": f"python train.py --seed {seed}",
+        "status": status, "rc": rc, "minutes": minutes, "log": str(folder / "train.log")}))
+    (folder / "train.log").write_text("line one\r\nprogress 10%\rprogress 100%\nTraceback: boom\n")
+
+
+def train_rows(n: int, s_per_it: float = 2.0, ded=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6)) -> list[dict]:
+    return [{"iteration": it, "time/iteration": s_per_it, "solve/deduction/accuracy": ded[(it - 1) % len(ded)],
+             "loss/kl": 0.01 * it} for it in range(1, n + 1)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# unit: reading and aggregation
+
+
+def test_read_metrics_merges_iterations_and_tolerates_torn_lines_and_nan(tmp_path):
+    p = tmp_path / "metrics.jsonl"
+    p.write_text('{"iteration": 0, "a": 1}\n\n{"iteration": 0, "b": NaN}\n{"iteration": 1, "a": 2}\n'
+                 'not json\n{"no_iteration": 1}\n{"iteration": 2, "a": 3, "loss/pg": 0.1')  # torn last line
+    warnings = []
+    rows = sweep.read_metrics(p, warnings.append)
+    assert sorted(rows) == [0, 1]
+    assert rows[0]["a"] == 1 and math.isnan(rows[0]["b"])
+    assert rows[1]["a"] == 2
+    assert len(warnings) == 3 and all(str(p) in w for w in warnings)
+    assert ":7:" in warnings[-1]  # the torn line is named by its line number
+    assert sweep.read_metrics(tmp_path / "missing.jsonl") == {}
+
+
+def test_run_result_before_after_delta_per_tier():
+    rows = {r["iteration"]: r for r in [ev(0, 0.5, hard=0.2), *train_rows(6, s_per_it=3.0)]}
+    rows[3].update(ev(3, 0.55, hard=0.25))
+    rows[6].update(ev(6, 0.6, hard=float("nan")))  # a NaN eval value counts as missing
+    rows[2]["time/iteration"] = 9.0
+    res = sweep.run_result(rows)
+    assert res["before"]["overall"] == 0.5 and res["before"]["hard"] == 0.2
+    assert res["after"]["overall"] == 0.6 and res["after"]["hard"] is None and res["after_iteration"] == 6
+    assert res["delta"]["overall"] == pytest.approx(0.1) and res["delta"]["hard"] is None
+    assert res["iterations"] == 6 and res["s_per_iteration"] == 3.0  # median, not the mean
+    assert [it for it, _ in res["curve"]] == [0, 3, 6]
+    sp = res["selfplay"]["solve/deduction/accuracy"]
+    assert sp["first4"] == pytest.approx(0.25) and sp["last4"] == pytest.approx(0.45)
+    assert res["final_kl"] == pytest.approx(0.06)
+
+
+def test_aggregate_mean_min_max_over_seeds_per_tier():
+    results = []
+    for seed, (after, hard_after, final_it) in enumerate([(0.56, 0.30, 10), (0.60, 0.20, 10), (0.52, 0.25, 9)]):
+        rows = {r["iteration"]: r for r in [ev(0, 0.50, hard=0.20), *train_rows(final_it)]}
+        rows[5].update(ev(5, 0.50 + seed / 100))
+        rows[final_it].update(ev(final_it, after, hard=hard_after))
+        res = sweep.run_result(rows)
+        res["minutes"] = 10.0 + seed
+        results.append(res)
+    agg = sweep.aggregate(results)
+    assert agg["before"]["overall"] == {"mean": pytest.approx(0.5), "min": 0.5, "max": 0.5, "n": 3}
+    assert agg["after"]["overall"]["mean"] == pytest.approx((0.56 + 0.60 + 0.52) / 3)
+    assert (agg["after"]["overall"]["min"], agg["after"]["overall"]["max"]) == (0.52, 0.60)
+    assert agg["after"]["hard"]["mean"] == pytest.approx(0.25)
+    assert agg["delta"]["hard"]["min"] == pytest.approx(0.0) and agg["delta"]["hard"]["max"] == pytest.approx(0.10)
+    assert agg["delta"]["overall"]["max"] == pytest.approx(0.10)
+    assert agg["iterations"] == {"mean": pytest.approx(29 / 3), "min": 9, "max": 10, "n": 3}
+    assert agg["minutes"]["mean"] == pytest.approx(11.0)
+    # the band lives on the iterations every seed evaluated (0 and 5; the finals differ: 10, 10, 9)
+    assert agg["curve"]["iteration"] == [0, 5]
+    assert agg["curve"]["overall"]["mean"] == [pytest.approx(0.5), pytest.approx(0.51)]
+    assert agg["curve"]["overall"]["min"] == [0.5, 0.5] and agg["curve"]["overall"]["max"] == [0.5, 0.52]
+    empty = sweep.aggregate([])
+    assert empty["after"]["overall"] is None and empty["curve"]["iteration"] == []
+
+
+def test_fmt_stat():
+    assert sweep.fmt_stat(None) == "–"
+    assert sweep.fmt_stat({"mean": 0.5, "min": 0.4, "max": 0.6, "n": 2}) == "0.500 [0.400, 0.600]"
+    assert sweep.fmt_stat({"mean": 0.05, "min": 0.05, "max": 0.05, "n": 1}, signed=True) == "+0.050"
+
+
+def test_summary_only_from_folders_on_disk(tmp_path):
+    """--summary-only rebuilds summary.md / .json / .png from the run folders: numbers as the files say."""
+    out = tmp_path / "sw"
+    write_run(out / "main" / "seed0", [ev(0, 0.50), *train_rows(4)[:3], {**train_rows(4)[3], **ev(4, 0.58, hard=0.3)}],
+              arm="main", seed=0, minutes=2.0, tail='{"iteration": 5, "time/it')
+    write_run(out / "main" / "seed1", [ev(0, 0.50), *train_rows(4)[:3], {**train_rows(4)[3], **ev(4, 0.54, hard=0.1)}],
+              arm="main", seed=1, minutes=4.0)
+    write_run(out / "beta0" / "seed0", [ev(0, 0.50)], arm="beta0", seed=0, status="failed", rc=1)
+    assert sweep.main(["--summary-only", "--output-dir", str(out)]) == 0
+    data = json.loads((out / "summary.json").read_text())
+    main = data["arms"]["main"]
+    assert main["seeds_finished"] == [0, 1] and main["seeds_failed"] == []
+    assert main["after"]["overall"]["mean"] == pytest.approx(0.56)
+    assert (main["after"]["hard"]["min"], main["after"]["hard"]["max"]) == (0.1, 0.3)
+    assert main["delta"]["overall"]["min"] == pytest.approx(0.04) and main["minutes"]["mean"] == 3.0
+    assert main["iterations"]["mean"] == 4
+    assert data["arms"]["beta0"]["seeds_failed"] == [0]
+    bad = data["arms"]["beta0"]["runs"][0]
+    assert bad["rc"] == 1 and bad["log_tail"].splitlines() == ["line one", "progress 10%", "progress 100%", "Traceback: boom"]
+    assert any("torn" in w or "skipped" in w for w in data["warnings"])  # the torn line of main/seed0
+    md = (out / "summary.md").read_text()
+    assert "| main | (none) | 2/2 (0, 1) |" in md
+    assert "0.560 [0.540, 0.580]" in md and "+0.060 [+0.040, +0.080]" in md
+    assert "### beta0/seed0: failed, exit code 1" in md and "Traceback: boom" in md
+    assert "python train.py --seed 1" in md
+    assert (out / "summary.png").stat().st_size > 10_000
+
+
+def test_parse_args_arms_extra_flags_and_refusals():
+    a = sweep.parse_args(["--arm", "main=", "--arm", "beta0=--kl-coef 0 --temperature '1.0'", "--seeds", "3",
+                          "--output-dir", "o", "--iterations", "5", "--", "--eval-every", "2"])
+    assert a.arms == [("main", []), ("beta0", ["--kl-coef", "0", "--temperature", "1.0"])]
+    assert a.seed_values == [0, 1, 2] and a.extra == ["--eval-every", "2"]
+    argv = sweep.train_argv(a, a.arms[1][1], 2, Path("o/beta0/seed2"))
+    assert argv == ["--preset", "cpu", "--seed", "2", "--output-dir", "o/beta0/seed2", "--iterations", "5",
+                    "--eval-every", "2", "--kl-coef", "0", "--temperature", "1.0"]
+    assert sweep.parse_args(["--arm", "m=", "--seed-list", "4,7", "--output-dir", "o"]).seed_values == [4, 7]
+    assert sweep.parse_args(["--arm", "m=", "--time-limit-minutes", "10", "--output-dir", "o"]).run_timeout_minutes == 30
+    for bad in (["--arm", "main", "--output-dir", "o"],                       # no '='
+                ["--arm", "m=--seed 3", "--output-dir", "o"],                 # the sweep sets the seed
+                ["--arm", "m=", "--output-dir", "o", "--", "--output-dir=x"],  # and the folder
+                ["--arm", "m=", "--arm", "m=--lr 1", "--output-dir", "o"],    # duplicate names
+                ["--arm", "m=--lr '1", "--output-dir", "o"],                  # unbalanced quote
+                ["--arm", "m=", "--seeds", "0", "--output-dir", "o"],
+                ["--output-dir", "o"]):                                       # no arm
+        with pytest.raises(SystemExit):
+            sweep.parse_args(bad)
+
+
+def test_threads_divide_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    args = sweep.parse_args(["--arm", "m=", "--output-dir", "o", "--parallel", "3"])
+    assert sweep.threads_per_run(args) == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # an explicit setting caps it
+    assert sweep.threads_per_run(args) == 2
+    args.threads = 4
+    assert sweep.threads_per_run(args) == 4
+
+
+def test_dry_run_prints_commands(tmp_path, capsys):
+    assert sweep.main(["--arm", "a=", "--arm", "b=--lr 1e-4", "--seeds", "2", "--preset", "tiny",
+                       "--output-dir", str(tmp_path / "o"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and "--seed 0" in lines[0] and "b/seed0" in lines[1] and lines[3].endswith("--lr 1e-4")
+    assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------------------------------
+# slow: real train.py runs on the tiny preset
+
+
+def run_sweep(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SWEEP), "--preset", "tiny", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def metrics_rows(run_dir: Path) -> dict[int, dict]:
+    rows: dict[int, dict] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rows.setdefault(r["iteration"], {}).update(r)
+    return rows
+
+
+@pytest.mark.slow
+def test_sweep_end_to_end_failing_arm_and_resume(tmp_path):
+    out = tmp_path / "sw"
+    args = ["--arm", "main=", "--arm", "lr=--lr 0.01", "--arm", "bad=--no-such-flag 1", "--seeds", "2",
+            "--iterations", "1", "--parallel", "2", "--output-dir", str(out), "--", "--eval-every", "1"]
+    proc = run_sweep(*args)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # some runs failed
+    log = proc.stdout
+    assert log.count("start ") == 6 and log.count("done  ") == 4 and log.count("FAIL  bad/seed") == 2
+
+    data = json.loads((out / "summary.json").read_text())
+    assert list(data["arms"]) == ["main", "lr", "bad"]
+    for arm in ("main", "lr"):
+        a = data["arms"][arm]
+        assert a["seeds_finished"] == [0, 1] and a["seeds_failed"] == []
+        for r in a["runs"]:
+            rows = metrics_rows(Path(r["dir"]))
+            assert Path(r["dir"]) == out / arm / f"seed{r['seed']}"
+            assert (Path(r["dir"]) / "train.log").exists() and r["rc"] == 0 and r["iterations"] == 1
+            for t in TIERS:
+                assert r["before"][t] == rows[0][f"eval/arithmetic_eval/{t}"]
+                assert r["after"][t] == rows[1][f"eval/arithmetic_eval/{t}"]
+            assert r["s_per_iteration"] == rows[1]["time/iteration"]
+            assert f"--seed {r['seed']}" in r["command"] and "--eval-every 1" in r["command"]
+            cfg = json.loads((Path(r["dir"]) / "config.json").read_text())
+            assert cfg["seed"] == r["seed"] and cfg["iterations"] == 1
+            assert cfg["lr"] == (0.01 if arm == "lr" else 1e-3)  # the arm's flag reached train.py
+        afters = [r["after"]["overall"] for r in a["runs"]]
+        assert a["after"]["overall"]["mean"] == pytest.approx(sum(afters) / 2)
+        assert a["after"]["overall"]["min"] == min(afters) and a["curve"]["iteration"] == [0, 1]
+        assert a["s_per_iteration"]["max"] == max(r["s_per_iteration"] for r in a["runs"])
+    bad = data["arms"]["bad"]
+    assert bad["seeds_finished"] == [] and bad["seeds_failed"] == [0, 1]
+    assert all(r["rc"] == 2 and "unrecognized arguments" in r["log_tail"] for r in bad["runs"])
+    md = (out / "summary.md").read_text()
+    assert "| bad | `--no-such-flag 1` | 0/2 | seed 0, seed 1 |" in md and "exit code 2" in md
+    assert md.count("train.py --preset tiny --seed") == 6
+    assert (out / "summary.png").stat().st_size > 10_000
+
+    # again: the finished runs are skipped, the failed ones rerun (and fail again)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/metrics.jsonl")}
+    proc = run_sweep(*args)
+    assert proc.returncode == 1
+    assert proc.stdout.count("skip  ") == 4 and proc.stdout.count("start ") == 2
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/metrics.jsonl")} == stamps
+    assert json.loads((out / "summary.json").read_text())["arms"]["main"]["seeds_finished"] == [0, 1]
+    # changed flags for a finished run are refused rather than mixed into its results
+    proc = run_sweep(*[a if a != "main=" else "main=--lr 0.5" for a in args])
+    assert proc.returncode != 0 and "another command line" in proc.stderr
+
+
+@pytest.mark.slow
+def test_run_timeout_is_reported_and_sweep_goes_on(tmp_path):
+    out = tmp_path / "sw"
+    proc = run_sweep("--arm", "slow=", "--seed-list", "0,1", "--iterations", "500", "--run-timeout-minutes", "0.02",
+                     "--kill-grace-seconds", "2", "--output-dir", str(out))
+    assert proc.returncode == 1
+    data = json.loads((out / "summary.json").read_text())
+    assert [r["status"] for r in data["arms"]["slow"]["runs"]] == ["timeout", "timeout"]
+    assert proc.stdout.count("timeout slow/seed") == 2
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_sweep_and_writes_the_summary(tmp_path):
+    out = tmp_path / "sw"
+    cmd = [sys.executable, str(SWEEP), "--preset", "tiny", "--arm", "a=", "--seeds", "2", "--iterations", "500",
+           "--output-dir", str(out)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "start a/seed0" in line:
+            break
+    log = out / "a" / "seed0" / "train.log"
+    deadline = time.monotonic() + 120
+    while "it 1/500" not in log.read_text() and time.monotonic() < deadline:  # train.py is in its loop
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, rest
+    runs = json.loads((out / "summary.json").read_text())["arms"]["a"]["runs"]
+    assert [r["status"] for r in runs] == ["interrupted", "pending"]
+    assert "stopped by a signal" in log.read_text()  # the run got SIGTERM and checkpointed
+    assert (out / "a" / "seed0" / "checkpoint").is_dir()
+    assert "### a/seed0: interrupted" in (out / "summary.md").read_text()
