@@ -31,29 +31,38 @@ from __future__ import annotations
 import sys
 import time
 
-from azero.config import PRESETS, Config, ConfigError, check_output_dir, load_eval_items, parse_config  # noqa: F401
-from azero.trainer import make_optimizer  # noqa: F401  (bench/throughput.py builds its optimizer with it)
+from azero.cpu import prepare_openmp
+
+prepare_openmp()  # before torch loads OpenMP: idle threads stop busy-waiting soon (azero/cpu.py says why)
+
+from azero.config import PRESETS, Config, ConfigError, check_output_dir, load_eval_items, parse_config  # noqa: E402,F401
+from azero.trainer import make_optimizer  # noqa: E402,F401  (bench/throughput.py builds its optimizer with it)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Train; returns the last metrics (the final eval included). Bad configuration raises ConfigError."""
+    """Train; returns the last metrics (the final eval included). Bad configuration raises ConfigError; a run
+    stopped by a signal raises SystemExit(128 + the signal's number) once its checkpoint is written."""
     from tqdm.auto import tqdm
 
     from azero.selfplay import run_iteration, seed_buffers
-    from azero.trainer import (any_rank, build_context, describe, evaluate, make_accelerator, make_tracker,
-                               peak_memory_gb, printer, save, stop_on_signal)
-    from azero.tracking import plot_run
+    from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, make_accelerator,
+                               make_tracker, peak_memory_gb, printer, save, signal_number, stop_on_signal)
+    from azero.tracking import claim_run_folder, plot_run
 
     # TRY NOT TO MODIFY: configuration is checked in full before anything heavy starts
     cfg, resume_dir = parse_config(argv, __doc__)
     accelerator = make_accelerator(cfg)
     cfg.check(accelerator.num_processes)  # batch sizes must split over the ranks
+    claim_run_folder(cfg.output_dir, resume_dir=resume_dir, overwrite=cfg.overwrite,
+                     main_process=accelerator.is_main_process)
     check_output_dir(cfg)
     eval_items = load_eval_items(cfg)
     say = printer(accelerator)
     say(describe(cfg, resume_dir, accelerator.num_processes))
     say(f"eval set: {len(eval_items)} problems from {cfg.eval_data}")
+    threads = cpu_governor(accelerator, say)  # CPU threads from the cores other processes leave free
     ctx, start = build_context(cfg, accelerator, resume_dir, say)
+    threads.poll(force=True)  # the load beside model loading decides the threads of seeding; warns if oversubscribed
     tracker = make_tracker(cfg, accelerator, resume_iteration=start if resume_dir else None)
 
     final = {}
@@ -66,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         bar = tqdm(range(start + 1, cfg.iterations + 1), desc="self-play", disable=not accelerator.is_main_process,
                    initial=start, total=cfg.iterations)
-        ctx.on_phase = lambda name: bar.set_postfix_str(name, refresh=True)
-        it, t_start = start, time.perf_counter()
+        ctx.on_phase = lambda name: (threads.poll(), bar.set_postfix_str(name, refresh=True))
+        it, t_start, stopping = start, time.perf_counter(), False
         for it in bar:
             # ALGO LOGIC: one iteration (azero/selfplay.py): propose, validate, rollouts, solve, rewards, one step
             metrics, samples = run_iteration(ctx, it)
@@ -80,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
             if cfg.eval_every and it % cfg.eval_every == 0 or last:
                 metrics.update(evaluate(ctx, eval_items, it, say))
             metrics["mem/peak_gb"] = peak_memory_gb()
+            metrics.update(threads.metrics())
             tracker.log(metrics, it)
             tracker.log_samples(samples, it)
             say(tracker.summary_line(metrics, it, cfg.iterations))
@@ -103,13 +113,21 @@ def main(argv: list[str] | None = None) -> dict:
             save(ctx, tracker, it, say)
     tracker.finish()
     accelerator.wait_for_everyone()
+    if stopping and it < cfg.iterations:  # checkpointed, unfinished: 128 + signal, as a shell reports a signal
+        raise SystemExit(128 + signal_number(accelerator, stop.signal))
     return final
 
 
 if __name__ == "__main__":
+    # Exit status: 0 finished (or stopped by --time-limit-minutes, checkpointed); 128 + N stopped by signal N after
+    # its checkpoint (143 SIGTERM, 130 SIGINT); 2 bad configuration; 1 any other error, and an interrupt that
+    # left no checkpoint of its own (a second Ctrl-C, or one before training started).
     try:
         main()
     except ConfigError as error:  # one line, no traceback: the message says what to do
         print(f"config error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted before a checkpoint was written; --resume continues from the last one", file=sys.stderr)
+        sys.exit(1)
     sys.exit(0)

@@ -50,6 +50,8 @@ class Config:
     time_limit_minutes: float = opt(0.0, "stop (final eval + checkpoint) once a run has used this much time; 0 = none",
                                     ge=0)
     output_dir: str = opt("runs/azero", "metrics.jsonl, samples.jsonl, curves.png, checkpoint/")
+    overwrite: bool = opt(False, "start over in an output folder that holds a run, deleting that run's files "
+                                 "(without it such a folder is refused; --resume DIR continues the run instead)")
     gradient_checkpointing: bool = opt(False, "trade compute for memory in the training passes")
     # --- self-play batch
     batch_size: int = opt(64, "B: proposals per task type and solver tasks per task type", ge=1)
@@ -136,6 +138,9 @@ def parse_config(argv: list[str] | None = None, description: str | None = None) 
             raise ConfigError(f"{e} (pass the folder of a run that wrote a checkpoint)") from None
         base = typed_fields(saved, f"the checkpoint in {args.resume}")
         flags.setdefault("output_dir", args.resume)
+        base["overwrite"] = False  # an action on a folder at the start of that run, not part of the run
+        if flags.get("overwrite") and same_folder(flags["output_dir"], args.resume):
+            raise ConfigError(f"--resume {args.resume} continues that run and --overwrite deletes it: pass one of them")
     else:
         base = dict(PRESETS[args.preset])
         if args.config:
@@ -143,6 +148,10 @@ def parse_config(argv: list[str] | None = None, description: str | None = None) 
     cfg = Config(**{**base, **flags})
     validate(cfg)
     return cfg, args.resume
+
+
+def same_folder(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,40 @@ CONSOLE_FIELDS = [
     ("eval", "eval/arithmetic_eval/overall", ".3f"),
     ("s/it", "time/iteration", ".1f"),
 ]
+
+
+# What a run writes into its folder (checkpoint* covers checkpoint/, checkpoint.tmp/, checkpoint.old/). A folder
+# holding any of these holds a run: a new run there is refused unless --resume or --overwrite says what to do.
+RUN_FILES = ("config.json", "metrics.jsonl", "samples.jsonl", "curves.png", "wandb_id.txt", "wandb", "final")
+
+
+def run_contents(output_dir: str | Path) -> list[str]:
+    """The entries of ``output_dir`` that a run wrote (empty for a new or unrelated folder)."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name in RUN_FILES or p.name.startswith("checkpoint"))
+
+
+def claim_run_folder(output_dir: str | Path, *, resume_dir: str | None, overwrite: bool,
+                     main_process: bool = True) -> None:
+    """Before anything is written: a new run never silently appends to, or overwrites, another run's files.
+
+    A folder that holds a run is refused (ConfigError, one line) unless it is the run being resumed, or
+    ``overwrite`` is set, in which case the main process deletes the run's files (only those: others stay)."""
+    from azero.config import ConfigError, same_folder
+
+    found = run_contents(output_dir)
+    if not found or (resume_dir is not None and same_folder(str(output_dir), resume_dir)):
+        return
+    if not overwrite:
+        what = f"continue it with --resume {output_dir}, " if resume_dir is None else ""
+        raise ConfigError(f"{output_dir} already holds a run ({', '.join(found)}): {what}replace it with --overwrite, "
+                          f"or pass another --output-dir")
+    if main_process:
+        for name in found:
+            path = Path(output_dir) / name
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 class Tracker:

@@ -111,7 +111,9 @@ def make_tracker(cfg: Config, accelerator, resume_iteration: int | None):
                       use_wandb=cfg.wandb, wandb_project=cfg.wandb_project, run_name=Path(cfg.output_dir).name,
                       resume_iteration=resume_iteration)
     if accelerator.is_main_process:
-        (Path(cfg.output_dir) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        path = Path(cfg.output_dir) / "config.json"  # via a temp file: a crash never leaves half a config
+        path.with_name("config.json.tmp").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        path.with_name("config.json.tmp").replace(path)
     return tracker
 
 
@@ -175,6 +177,25 @@ def stop_on_signal(say) -> Iterator[SimpleNamespace]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def signal_number(accelerator, name: str | None) -> int:
+    """The number of the signal that stopped the run, agreed across ranks (one rank may have caught none)."""
+    from accelerate.utils import reduce
+
+    own = signal.Signals[name].value if name else 0
+    agreed = int(reduce(torch.tensor([float(own)], device=accelerator.device), "max").item())
+    return agreed or signal.SIGTERM.value
+
+
+def cpu_governor(accelerator, say):
+    """Adapts the CPU thread count to the cores other processes leave free, on CPU runs whose threads the user
+    did not pin (azero/cpu.py); on GPU runs a stand-in that does nothing."""
+    from azero.cpu import ThreadGovernor
+
+    if accelerator.device.type != "cpu":
+        return SimpleNamespace(poll=lambda force=False: None, metrics=lambda: {})
+    return ThreadGovernor(say)
 
 
 def peak_memory_gb() -> float:

@@ -183,9 +183,11 @@ def test_wandb_offline_run_files(tmp_path):
     assert rows >= 6  # at least one proposer and one solver sample per task type
 
 
-def test_sigterm_writes_a_checkpoint_and_resume_continues(tmp_path):
-    """SIGTERM mid-run: the current iteration finishes, a checkpoint is written, the process exits 0,
-    and --resume picks up from that iteration."""
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_writes_a_checkpoint_exits_128_plus_signal_and_resume_continues(tmp_path, sig):
+    """SIGTERM / Ctrl-C mid-run: the current iteration finishes, a checkpoint is written, the process exits
+    128 + the signal's number (143 / 130, not 0 like a finished run: a scheduler can requeue it), and --resume
+    picks up from that iteration."""
     import signal
     import time
 
@@ -197,10 +199,10 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not any(r.get("iteration", 0) >= 2 for r in _rows_if_any(out)):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(getattr(signal, sig))
     log, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, log[-3000:]
-    assert "SIGTERM received" in log
+    assert proc.returncode == 128 + getattr(signal, sig).value, log[-3000:]
+    assert f"{sig} received" in log
 
     from azero.checkpoint import load_trainer_state
 
