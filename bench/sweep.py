@@ -140,6 +140,7 @@ def aggregate(results: list[dict]) -> dict:
     for part in ("before", "after", "delta"):
         out[part] = {t: stats(r[part][t] for r in results if r.get(part)) for t in TIERS}
     out["iterations"] = stats(r["iterations"] for r in results)
+    out["after_iteration"] = stats(r["after_iteration"] for r in results)
     out["minutes"] = stats(r.get("minutes") for r in results)
     out["s_per_iteration"] = stats(r.get("s_per_iteration") for r in results)
     out["final_kl"] = stats(r.get("final_kl") for r in results)
@@ -360,6 +361,8 @@ class Sweep:
                 if rec:
                     self.arm_flags.setdefault(rec["arm"], [])
                     self.runs.append(self._from_record(Run(rec["arm"], rec["seed"], rec_path.parent, rec["argv"]), rec))
+            self.runs.sort(key=lambda r: (r.seed, list(self.arm_flags).index(r.arm)))
+            a.seed_values = sorted({r.seed for r in self.runs})
             return
         for name, flags in a.arms:
             self.arm_flags[name] = flags
@@ -535,7 +538,8 @@ class Sweep:
                 **aggregate(results), "runs": run_rows,
             }
         a = self.args
-        return {"sweep": {"output_dir": str(self.out), "command": self.command, "preset": a.preset,
+        return {"sweep": {"output_dir": str(self.out), "command": self.command, "rebuilt": bool(a.summary_only),
+                          "preset": a.preset,
                           "seeds": a.seed_values, "iterations": a.iterations, "time_limit_minutes": a.time_limit_minutes,
                           "eval_data": a.eval_data, "extra": a.extra, "parallel": a.parallel, "threads": self.threads,
                           "machine": self.machine,
@@ -582,11 +586,13 @@ def render_markdown(data: dict) -> str:
     failed = len(runs) - sum(count.values())
     budget = ", ".join(x for x in (f"{sw['iterations']} iterations" if sw["iterations"] is not None else "",
                                    f"time limit {sw['time_limit_minutes']:g} min" if sw["time_limit_minutes"] else "") if x)
-    L = [f"# Sweep: {sw['output_dir']}", "",
-         f"Updated {sw['updated']} on {sw['machine']}. Preset `{sw['preset']}`, seeds {sw['seeds']}, "
-         f"budget per run: {budget or 'the preset’s'}, eval data `{sw['eval_data'] or 'the preset’s'}`, "
-         f"{sw['parallel']} run(s) at a time with OMP_NUM_THREADS={sw['threads']}"
-         + (f", flags for every run `{shlex.join(sw['extra'])}`" if sw["extra"] else "") + ".",
+    setup = (f"Rebuilt {sw['updated']} from the run folders (`--summary-only`): each run's exact command is at the end."
+             if sw.get("rebuilt") else
+             f"Updated {sw['updated']} on {sw['machine']}. Preset `{sw['preset']}`, seeds {sw['seeds']}, "
+             f"budget per run: {budget or 'the preset’s'}, eval data `{sw['eval_data'] or 'the preset’s'}`, "
+             f"{sw['parallel']} run(s) at a time with OMP_NUM_THREADS={sw['threads']}"
+             + (f", flags for every run `{shlex.join(sw['extra'])}`" if sw["extra"] else "") + ".")
+    L = [f"# Sweep: {sw['output_dir']}", "", setup,
          f"Runs: {count['finished']} finished, {failed} failed or stopped, {count['running']} running, "
          f"{count['pending']} pending of {len(runs)}. Numbers are mean [min, max] over the finished seeds; "
          "`after` is each run's last evaluation.", ""]
@@ -663,13 +669,22 @@ def plot_summary(data: dict, path: Path) -> None:
                         label=f"{name} ({n} seed{'s' if n != 1 else ''})")
                 ax.fill_between([xs[j] for j in ok], [cv["min"][j] for j in ok], [cv["max"][j] for j in ok],
                                 color=c, alpha=0.2, lw=0)
+            # runs stopped by a time limit end at different iterations: their final evals, as one point
+            # (mean iteration, mean accuracy, min-max bar), joined to the band's last point by a dashed line
+            fin, fin_it = a["after"][tier], a["after_iteration"]
+            if fin and fin_it and (not ok or fin_it["mean"] > xs[ok[-1]]):
+                ax.errorbar([fin_it["mean"]], [fin["mean"]], yerr=[[fin["mean"] - fin["min"]], [fin["max"] - fin["mean"]]],
+                            fmt="s", color=c, ms=4, capsize=3)
+                if ok:
+                    ax.plot([xs[ok[-1]], fin_it["mean"]], [cv["mean"][ok[-1]], fin["mean"]], "--", color=c, lw=1)
         ax.set_title(f"eval {tier}")
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("iteration")
     if any(ax.get_legend_handles_labels()[0] for ax in axes.flat):
         axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"{data['sweep']['output_dir']}: mean over seeds, band = min-max, faint = each seed", fontsize=10)
+    fig.suptitle(f"{data['sweep']['output_dir']}: mean over seeds, band = min-max, faint = each seed, "
+                 "square = final evals (mean iteration)", fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=90)

@@ -139,7 +139,8 @@ def test_summary_only_from_folders_on_disk(tmp_path):
     assert "| main | (none) | 2/2 (0, 1) |" in md
     assert "0.560 [0.540, 0.580]" in md and "+0.060 [+0.040, +0.080]" in md
     assert "### beta0/seed0: failed, exit code 1" in md and "Traceback: boom" in md
-    assert "python train.py --seed 1" in md
+    assert "python train.py --seed 1" in md and "Rebuilt" in md
+    assert list(data["arms"]) == ["beta0", "main"] and data["sweep"]["seeds"] == [0, 1]
     assert (out / "summary.png").stat().st_size > 10_000
 
 
