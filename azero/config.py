@@ -71,7 +71,9 @@ class Config:
     grouping: Grouping = opt("task_role", "baselines: task_role (6, TRR++), role (2) or global (1)")
     adv_eps: float = opt(1e-6, "A = (r - mean) / (std + eps)", ge=0)
     # --- loss
-    clip_eps: float = opt(0.2, "PPO clip; inert with one update per iteration (ratio = 1)", gt=0)
+    ppo_epochs: int = opt(1, "optimizer steps per iteration over the same rollouts (1: on-policy REINFORCE, ratio 1)",
+                          ge=1)
+    clip_eps: float = opt(0.2, "PPO clip of the ratio to the rollout policy; binds only with --ppo-epochs > 1", gt=0)
     kl_coef: float = opt(0.1, "beta; 0 skips loading the reference model", ge=0)
     kl_estimator: KLEstimator = opt("k3", "estimator of the KL term in the loss")
     kl_in_reward: bool = opt(False, "fold k1 into per-token returns instead (REINFORCE++ paper)")

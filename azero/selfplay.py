@@ -106,7 +106,7 @@ def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
     with m.timer("learnability"):                             # 3. n solver rollouts per valid proposal
         learn_tokens = estimate_learnability(ctx, proposals)
     new = share_new_tasks(ctx, proposals)                     # every valid proposal, from every rank
-    novel = [p.task is not None and is_novel(ctx.buffers, p.task) for p in proposals]
+    novel = novelty(ctx, proposals)                           # before the buffers take this iteration's tasks
     for kind in TASK_KINDS:
         ctx.buffers[kind].add(new[kind])
     with m.timer("solve"):                                    # 4. B solver tasks per type, new ones first
@@ -122,12 +122,13 @@ def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
     seqs = unpad(prop_rollout.prompt_ids, prop_rollout.prompt_mask, prop_rollout.completion_ids, prop_rollout.completion_mask) \
         + unpad(solve_rollout.prompt_ids, solve_rollout.prompt_mask, solve_rollout.completion_ids, solve_rollout.completion_mask)
 
-    with m.timer("update"):                                   # 6-7. TRR++ advantages, loss, one step
+    with m.timer("update"):                                   # 6-7. TRR++ advantages, loss, optimizer step(s)
         update_metrics = update(ctx, seqs, rewards, task_idx, role_idx)
     m.values.update(update_metrics)
 
-    m.values.update(iteration_metrics(ctx, proposals, solve_tasks, verdicts, rewards, task_idx, role_idx,
-                                      prop_rollout, solve_rollout, novel))
+    counts = count_outcomes(proposals, novel, solve_tasks, verdicts, prop_rollout, solve_rollout)
+    m.values.update(outcome_metrics(all_reduce_dict(ctx.accelerator, counts)))
+    m.values.update({f"buffer/{kind}/size": len(ctx.buffers[kind]) for kind in TASK_KINDS})
     m["time/iteration"] = time.perf_counter() - t0
     m["time/generate"] = m.values["time/propose"] + m.values["time/learnability"] + m.values["time/solve"]
     gen_tokens = reduce(torch.tensor(float(prop_rollout.completion_mask.sum() + solve_rollout.completion_mask.sum()
@@ -237,9 +238,18 @@ def proposer_reward(cfg: Config, p: Proposal, novel: bool) -> float:
     return r + (cfg.diversity_coef if novel else 0.0)
 
 
-def is_novel(buffers: dict[str, TaskBuffer], task: Task) -> bool:
-    """A proposal whose program structure (operator skeleton) the buffer has not seen yet."""
-    return parse_program(task.program).signature not in buffers[task.kind].signatures()
+def novelty(ctx: Context, proposals: list[Proposal]) -> list[bool]:
+    """Per proposal: valid, and its program structure (operator skeleton) is new to its buffer and to every
+    proposal before it this iteration, in rank order: in-batch repeats of a new skeleton earn one bonus."""
+    local = [(p.kind, parse_program(p.task.program).signature) if p.task is not None else None for p in proposals]
+    per_rank = gather_object([local]) if ctx.accelerator.num_processes > 1 else [local]
+    seen, flags = set(), []
+    for part in per_rank:
+        flags.append([])
+        for key in part:
+            flags[-1].append(key is not None and key not in seen and key[1] not in ctx.buffers[key[0]].signatures())
+            seen.add(key)
+    return flags[ctx.accelerator.process_index]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -252,102 +262,153 @@ def update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
 
 
 def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
-    """TRR++ advantages over the gathered batch, then one optimizer step over length-bucketed
-    micro-batches. Every rank runs the same number of passes; a non-finite loss or gradient skips the
-    step on all ranks together."""
+    """TRR++ advantages over the gathered batch, then ``ppo_epochs`` optimizer steps (default 1), each over every
+    length-bucketed micro-batch. Every rank runs the same number of passes; a non-finite loss or gradient skips
+    the step on all ranks together."""
     cfg, acc = ctx.cfg, ctx.accelerator
     n_local, rank = len(seqs), acc.process_index
+    mine = slice(rank * n_local, (rank + 1) * n_local)
     groups = adv.group_ids(task_idx, role_idx, cfg.grouping)
     all_rewards, all_groups = gather(rewards.to(acc.device)).cpu(), gather(groups.to(acc.device)).cpu()
-    mine = slice(rank * n_local, (rank + 1) * n_local)
+    six = gather(adv.group_ids(task_idx, role_idx, "task_role").to(acc.device)).cpu()  # for the per-group metrics
 
     mbs = micro_batches(seqs, cfg.micro_batch_size, ctx.tokenizer.pad_token_id)
-    tokens = torch.tensor(float(sum(len(c) for _, c in seqs)), device=acc.device)
-    global_tokens = reduce(tokens, "sum").item()
+    global_tokens = reduce(torch.tensor(float(sum(len(c) for _, c in seqs)), device=acc.device), "sum").item()
     # DDP averages gradients over ranks, so each rank divides by (global count / world size).
-    if cfg.aggregation == "token-mean":
-        normalizer = global_tokens / acc.num_processes
-    else:
-        normalizer = float(len(all_rewards)) / acc.num_processes
+    count = global_tokens if cfg.aggregation == "token-mean" else float(len(all_rewards))
+    normalizer = count / acc.num_processes
 
+    # The KL to the frozen reference, decided here and only here: reference log-probs once per micro-batch, then
+    # either a loss term (gradient through logp) or k1 folded into per-token rewards before the normalisation
+    # (REINFORCE++). kl_coef 0 means no reference model and no KL at all.
+    ref_logps = [score(ctx, ctx.ref_model, mb) for mb in mbs] if ctx.ref_model is not None else None
+    kl_metrics = {}
+    if cfg.kl_in_reward:
+        k1 = [kl_estimate(score(ctx, ctx.policy, mb), ref, "k1") for mb, ref in zip(mbs, ref_logps)]
+        all_adv, all_seq_adv, kl_sum = kl_shaped_advantages(ctx, mbs, k1, seqs, all_rewards, all_groups)
+        kl_metrics["loss/kl"] = reduce(torch.tensor(kl_sum / (global_tokens / acc.num_processes),
+                                                    device=acc.device), "mean").item()
+        loss_refs = [None] * len(mbs)  # the KL is in the advantages; the loss has no KL term
+    else:
+        all_adv = all_seq_adv = adv.group_normalize(all_rewards, all_groups, eps=cfg.adv_eps)  # [N_all]
+        loss_refs = ref_logps or [None] * len(mbs)
+    advantages = all_adv[mine]  # [n_local] or [n_local, width]
+
+    # PPO epochs: the first pass is on-policy (old log-probs = its own, detached: ratio 1, plain REINFORCE) and
+    # stores them, so later epochs on the same micro-batches have a real ratio for the clip.
+    old_logps: list[torch.Tensor | None] = [None] * len(mbs)
     totals: dict[str, float] = defaultdict(float)
-    if cfg.kl_in_reward:  # the reference was scored in the shaping pass; the loss needs no second reference forward
-        token_adv, kl_sum = kl_shaped_advantages(ctx, mbs, seqs, all_rewards, all_groups, mine)  # [n_local, width]
-        totals["loss/kl"] = kl_sum / (global_tokens / acc.num_processes)  # k1 per token, averaged over ranks below
-    else:
-        seq_adv = adv.group_normalize(all_rewards, all_groups, eps=cfg.adv_eps)[mine]
-    use_ref = ctx.ref_model is not None and not cfg.kl_in_reward
-
-    nonfinite = torch.zeros((), device=acc.device)
-    ctx.optimizer.zero_grad(set_to_none=True)
-    for i, mb in enumerate(mbs):
-        mb_dev = {k: getattr(mb, k).to(acc.device) for k in ("input_ids", "attention_mask", "completion_mask")}
-        C = mb.completion_len
-        ref_logp = None
-        if use_ref:
-            with torch.no_grad(), acc.autocast():
-                ref_logp, _ = completion_logprobs(ctx.ref_model, mb_dev["input_ids"], mb_dev["attention_mask"], C,
-                                                  temperature=cfg.temperature)
-        a = token_adv[mb.rows, :C] if cfg.kl_in_reward else seq_adv[mb.rows]  # [M, C] or [M]
-        sync = acc.no_sync(ctx.model) if i < len(mbs) - 1 else nullcontext()
-        with sync:
-            with acc.autocast():
-                logp, entropy = completion_logprobs(ctx.model, mb_dev["input_ids"], mb_dev["attention_mask"], C,
-                                                    temperature=cfg.temperature, with_entropy=True,
-                                                    entropy_grad=cfg.entropy_coef != 0)
-            loss, mets = policy_loss(
-                logp, logp.detach(), a.to(acc.device), mb_dev["completion_mask"],
-                ref_logp=ref_logp, entropy=entropy, clip_eps=cfg.clip_eps,
-                kl_coef=0.0 if cfg.kl_in_reward else cfg.kl_coef, kl_estimator=cfg.kl_estimator,
-                entropy_coef=cfg.entropy_coef, aggregation=cfg.aggregation, normalizer=normalizer)
-            nonfinite += (~torch.isfinite(loss.detach())).float()
-            acc.backward(loss)
+    norms, skipped = [], False
+    for epoch in range(cfg.ppo_epochs):
+        mets, nonfinite = accumulate_gradients(ctx, mbs, advantages, old_logps, loss_refs, normalizer)
+        grad_norm, skipped = optimizer_step(ctx, nonfinite)
+        norms.append(grad_norm)
         for k, v in mets.items():
-            totals[k] += float(v)
-
-    grad_norm = acc.clip_grad_norm_(ctx.model.parameters(), cfg.grad_clip)
-    grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-    skipped = reduce(nonfinite, "sum").item() > 0 or not math.isfinite(grad_norm)
-    if skipped:  # same decision on every rank: the flag is reduced and the grad norm is already global
-        ctx.optimizer.zero_grad(set_to_none=True)
-        ctx.nonfinite_streak += 1
-    else:
-        ctx.optimizer.step()
+            totals[k] += v
+        if skipped:  # later epochs would only repeat the same numbers
+            break
+    epochs = len(norms)
+    if epochs > skipped:  # at least one step taken; the lr schedule counts iterations, not epochs
         ctx.scheduler.step()
         ctx.engine.push_weights(ctx.policy)  # a separate engine (vLLM) samples the next iteration from these weights
-        ctx.nonfinite_streak = 0
-    ctx.optimizer.zero_grad(set_to_none=True)
+    ctx.nonfinite_streak = ctx.nonfinite_streak + 1 if skipped else 0
 
     # Each rank's sums are over its tokens / (global count / W): the mean over ranks is the global mean.
-    out = {k: reduce(torch.tensor(v, device=acc.device), "mean").item() for k, v in totals.items()}
-    out.update({"optim/grad_norm": grad_norm, "optim/lr": ctx.scheduler.get_last_lr()[0],
+    out = {k: reduce(torch.tensor(v / epochs, device=acc.device), "mean").item() for k, v in totals.items()}
+    out.update(kl_metrics)
+    out.update({"optim/grad_norm": sum(norms) / epochs, "optim/lr": ctx.scheduler.get_last_lr()[0],
                 "optim/skipped_nonfinite": float(skipped), "optim/micro_batches": len(mbs),
                 "perf/trained_tokens": global_tokens})
-    mean, std, count = adv.group_stats(all_rewards, all_groups)
-    out["trr/zero_std_fraction"] = float(((std[count > 0] == 0).float().mean()))
+    out.update(trr_metrics(all_rewards, all_groups, all_seq_adv, six))
     return out
 
 
-def kl_shaped_advantages(ctx, mbs, seqs, all_rewards, all_groups, mine) -> tuple[torch.Tensor, float]:
-    """REINFORCE++ with the KL in the reward: k1 of the rollout policy against the reference is folded
-    into per-token returns before the group normalisation. Needs one extra no-grad policy pass.
-    Returns this rank's per-token advantages [n_local, width] (0 past each completion) and its k1 sum."""
+def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, normalizer) -> tuple[dict, torch.Tensor]:
+    """One pass over the micro-batches, gradients accumulated (DDP syncs on the last one). Fills ``old_logps`` on
+    the first pass. Returns the summed loss metrics and the count of non-finite losses (a tensor: no host sync)."""
+    cfg, acc = ctx.cfg, ctx.accelerator
+    totals: dict[str, torch.Tensor] = defaultdict(float)
+    nonfinite = torch.zeros((), device=acc.device)
+    for i, mb in enumerate(mbs):
+        ids, attn, mask = (getattr(mb, k).to(acc.device) for k in ("input_ids", "attention_mask", "completion_mask"))
+        C = mb.completion_len
+        a = advantages[mb.rows, :C] if advantages.dim() == 2 else advantages[mb.rows]  # [M, C] or [M]
+        with acc.no_sync(ctx.model) if i < len(mbs) - 1 else nullcontext():
+            with acc.autocast():
+                logp, entropy = completion_logprobs(ctx.model, ids, attn, C, temperature=cfg.temperature,
+                                                    with_entropy=True, entropy_grad=cfg.entropy_coef != 0)
+            if old_logps[i] is None:
+                old_logps[i] = logp.detach()
+            loss, mets = policy_loss(logp, old_logps[i], a.to(acc.device), mask, ref_logp=ref_logps[i],
+                                     kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator, entropy=entropy,
+                                     entropy_coef=cfg.entropy_coef, clip_eps=cfg.clip_eps,
+                                     aggregation=cfg.aggregation, normalizer=normalizer)
+            nonfinite += (~torch.isfinite(loss.detach())).float()
+            acc.backward(loss)
+        for k, v in mets.items():
+            totals[k] = totals[k] + v
+    return {k: float(v) for k, v in totals.items()}, nonfinite
+
+
+def optimizer_step(ctx: Context, nonfinite: torch.Tensor) -> tuple[float, bool]:
+    """Clip, then step unless a loss or the gradient is non-finite on any rank. Returns (grad norm, skipped)."""
+    acc = ctx.accelerator
+    grad_norm = acc.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.grad_clip)
+    grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+    skipped = reduce(nonfinite, "sum").item() > 0 or not math.isfinite(grad_norm)  # the grad norm is already global
+    if not skipped:
+        ctx.optimizer.step()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    return grad_norm, skipped
+
+
+@torch.no_grad()
+def score(ctx: Context, model, mb) -> torch.Tensor:
+    """[M, C] log-probs of a micro-batch's completion tokens under ``model``, no grad (the reference, or the
+    rollout policy for the KL-in-reward shaping)."""
+    acc = ctx.accelerator
+    with acc.autocast():
+        logp, _ = completion_logprobs(model, mb.input_ids.to(acc.device), mb.attention_mask.to(acc.device),
+                                      mb.completion_len, temperature=ctx.cfg.temperature)
+    return logp
+
+
+def kl_shaped_advantages(ctx, mbs, k1, seqs, all_rewards, all_groups) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """REINFORCE++ with the KL in the reward: ``k1`` (per micro-batch, [M, C]) of the rollout policy against the
+    reference is folded into per-token returns before the group normalisation. Returns every rank's per-token
+    advantages [N_all, width] (0 past each completion), each sequence's mean token advantage [N_all] (for the
+    metrics) and this rank's k1 sum."""
     cfg, acc = ctx.cfg, ctx.accelerator
     width = max(cfg.propose_max_tokens, cfg.solve_max_tokens)
-    kl = torch.zeros(len(seqs), width)
-    for mb in mbs:
-        ids, attn, C = mb.input_ids.to(acc.device), mb.attention_mask.to(acc.device), mb.completion_len
-        with torch.no_grad(), acc.autocast():
-            old, _ = completion_logprobs(ctx.policy, ids, attn, C, temperature=cfg.temperature)
-            ref, _ = completion_logprobs(ctx.ref_model, ids, attn, C, temperature=cfg.temperature)
-        k1 = (kl_estimate(old, ref, "k1") * mb.completion_mask.to(acc.device)).float().cpu()
-        kl[mb.rows, :C] = k1[:, :width]
-    mask = torch.zeros(len(seqs), width)
+    kl, mask = torch.zeros(len(seqs), width), torch.zeros(len(seqs), width)
+    for mb, k in zip(mbs, k1):
+        C = mb.completion_len
+        kl[mb.rows, :C] = (k * mb.completion_mask.to(k.device)).float().cpu()[:, :width]
     for i, (_, c) in enumerate(seqs):
         mask[i, :len(c)] = 1
     all_kl, all_mask = gather(kl.to(acc.device)).cpu(), gather(mask.to(acc.device)).cpu()
-    a = adv.kl_in_reward_advantages(all_rewards, all_kl, all_mask, cfg.kl_coef, all_groups, eps=cfg.adv_eps)[mine]
-    return a, float(kl.sum())
+    a = adv.kl_in_reward_advantages(all_rewards, all_kl, all_mask, cfg.kl_coef, all_groups, eps=cfg.adv_eps)
+    per_seq = (a * all_mask).sum(-1) / all_mask.sum(-1).clamp(min=1)
+    return a, per_seq, float(kl.sum())
+
+
+def trr_metrics(all_rewards, all_groups, all_seq_adv, six) -> dict:
+    """Per (task, role) group, whatever ``grouping`` the baselines use: reward mean, std and count, and the
+    advantage mean and std after the normalisation. Plus TRL's ``frac_reward_zero_std``: the fraction of the
+    baseline groups whose rewards were all equal (their advantages are 0, so they teach nothing)."""
+    out = {}
+    reward_mean, reward_std, count = adv.group_stats(all_rewards, six, num_groups=6)
+    adv_mean, adv_std, _ = adv.group_stats(all_seq_adv, six, num_groups=6)
+    for t, kind in enumerate(TASK_KINDS):
+        for r, role in enumerate(ROLES):
+            g, key = 2 * t + r, f"trr/{group_name(role, kind)}"
+            for stat, values in (("reward_mean", reward_mean), ("reward_std", reward_std),
+                                 ("adv_mean", adv_mean), ("adv_std", adv_std)):
+                out[f"{key}/{stat}"] = float(values[g]) if count[g] > 0 else float("nan")
+            out[f"{key}/count"] = float(count[g])
+    _, std, n = adv.group_stats(all_rewards, all_groups)
+    out["frac_reward_zero_std"] = float((std[n > 0] == 0).float().mean())
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -408,65 +469,68 @@ def union(lists) -> list[str]:
     return list(dict.fromkeys(s for lst in lists for s in lst))
 
 
-def iteration_metrics(ctx, proposals, solve_tasks, verdicts, rewards, task_idx, role_idx,
-                      prop_rollout, solve_rollout, novel) -> dict:
-    """Per task type: valid rate, learnability, solver accuracy, lengths, buffer size; the six
-    baselines; rejection reasons. Counts are summed over ranks, then divided."""
-    acc = ctx.accelerator
+def group_name(role: str, task: str) -> str:
+    """The one naming rule for a (role, task) group in metric keys: ``{namespace}/{role}_{task}/{stat}``."""
+    return f"{role}_{task}"
+
+
+def count_outcomes(proposals, novel, solve_tasks, verdicts, prop_rollout, solve_rollout) -> dict[str, float]:
+    """This rank's counters per (role, task) group; ``outcome_metrics`` turns their sums over ranks into rates."""
     c: dict[str, float] = defaultdict(float)
     for p, nov in zip(proposals, novel):
-        c[f"n/propose/{p.kind}"] += 1
+        g = group_name("propose", p.kind)
+        c[f"n/{g}"] += 1
         if p.task is None:
-            c[f"reject/{p.kind}/{reason_key(p.reason)}"] += 1
+            c[f"rejected/{g}/{reason_key(p.reason)}"] += 1
         else:
-            c[f"n/valid/{p.kind}"] += 1
-            c[f"sum/learn/{p.kind}"] += p.solve_rate
-            c[f"n/learnable/{p.kind}"] += float(0 < p.solve_rate < 1)
-            c[f"n/novel/{p.kind}"] += float(nov)
+            c[f"valid/{g}"] += 1
+            c[f"solve_rate_sum/{g}"] += p.solve_rate
+            c[f"learnable/{g}"] += float(0 < p.solve_rate < 1)
+            c[f"novel/{g}"] += float(nov)
     for t, v in zip(solve_tasks, verdicts):
-        c[f"n/solve/{t.kind}"] += 1
-        c[f"n/correct/{t.kind}"] += float(v is Verdict.CORRECT)
-        c[f"n/malformed/{t.kind}"] += float(v is Verdict.MALFORMED)
-    for role, ro, kinds in (("propose", prop_rollout, [p.kind for p in proposals]),
-                            ("solve", solve_rollout, [t.kind for t in solve_tasks])):
-        lengths = ro.completion_mask.sum(1).tolist()
-        for k, L, tr in zip(kinds, lengths, ro.truncated.tolist()):
-            c[f"sum/len/{role}_{k}"] += L
-            c[f"sum/trunc/{role}_{k}"] += float(tr)
-    c = all_reduce_dict(acc, c)
+        g = group_name("solve", t.kind)
+        c[f"n/{g}"] += 1
+        c[f"correct/{g}"] += float(v is Verdict.CORRECT)
+        c[f"malformed/{g}"] += float(v is Verdict.MALFORMED)
+    for role, rollout, kinds in (("propose", prop_rollout, [p.kind for p in proposals]),
+                                 ("solve", solve_rollout, [t.kind for t in solve_tasks])):
+        for kind, length, clipped in zip(kinds, rollout.completion_mask.sum(1).tolist(), rollout.truncated.tolist()):
+            c[f"length_sum/{group_name(role, kind)}"] += length
+            c[f"clipped/{group_name(role, kind)}"] += float(clipped)
+    return c
 
+
+def outcome_metrics(c: dict[str, float]) -> dict[str, float]:
+    """Per (role, task) group: the verifier's verdicts (``tasks/``) and completion lengths (``completions/``, TRL's
+    names); over all groups: ``completions/mean_length`` and ``completions/clipped_ratio``; over all proposals:
+    ``tasks/propose/valid_rate`` and ``tasks/propose/learnability``."""
+    c = defaultdict(float, c)
+    nan = float("nan")
     out = {}
-    for k in TASK_KINDS:
-        n_prop, n_valid = c[f"n/propose/{k}"], c[f"n/valid/{k}"]
-        out[f"propose/{k}/valid_rate"] = n_valid / max(n_prop, 1)
-        out[f"propose/{k}/learnability"] = c[f"sum/learn/{k}"] / n_valid if n_valid else float("nan")
-        out[f"propose/{k}/learnable_rate"] = c[f"n/learnable/{k}"] / max(n_prop, 1)
-        out[f"propose/{k}/novel_rate"] = c[f"n/novel/{k}"] / max(n_prop, 1)
-        out[f"solve/{k}/accuracy"] = c[f"n/correct/{k}"] / max(c[f"n/solve/{k}"], 1)
-        out[f"solve/{k}/malformed_rate"] = c[f"n/malformed/{k}"] / max(c[f"n/solve/{k}"], 1)
-        out[f"buffer/{k}/size"] = len(ctx.buffers[k])
-        for role in ROLES:
-            n = c[f"n/propose/{k}"] if role == "propose" else c[f"n/solve/{k}"]
-            out[f"length/{role}_{k}/mean"] = c[f"sum/len/{role}_{k}"] / max(n, 1)
-            out[f"length/{role}_{k}/truncated"] = c[f"sum/trunc/{role}_{k}"] / max(n, 1)
-    n_all = sum(c[f"n/propose/{k}"] for k in TASK_KINDS)
-    out["propose/valid_rate"] = sum(c[f"n/valid/{k}"] for k in TASK_KINDS) / max(n_all, 1)
-    n_valid = sum(c[f"n/valid/{k}"] for k in TASK_KINDS)
-    out["propose/learnability_mean"] = sum(c[f"sum/learn/{k}"] for k in TASK_KINDS) / n_valid if n_valid else float("nan")
+    for kind in TASK_KINDS:
+        p, s = group_name("propose", kind), group_name("solve", kind)
+        n, valid = c[f"n/{p}"], c[f"valid/{p}"]
+        out[f"tasks/{p}/valid_rate"] = valid / max(n, 1)
+        out[f"tasks/{p}/learnability"] = c[f"solve_rate_sum/{p}"] / valid if valid else nan
+        out[f"tasks/{p}/learnable_rate"] = c[f"learnable/{p}"] / max(n, 1)
+        out[f"tasks/{p}/novel_rate"] = c[f"novel/{p}"] / max(n, 1)
+        out[f"tasks/{s}/accuracy"] = c[f"correct/{s}"] / max(c[f"n/{s}"], 1)
+        out[f"tasks/{s}/malformed_rate"] = c[f"malformed/{s}"] / max(c[f"n/{s}"], 1)
+        for g in (p, s):
+            out[f"completions/{g}/mean_length"] = c[f"length_sum/{g}"] / max(c[f"n/{g}"], 1)
+            out[f"completions/{g}/clipped_ratio"] = c[f"clipped/{g}"] / max(c[f"n/{g}"], 1)
+    props = [group_name("propose", kind) for kind in TASK_KINDS]
+    groups = props + [group_name("solve", kind) for kind in TASK_KINDS]
+    n_all, valid_all = sum(c[f"n/{g}"] for g in props), sum(c[f"valid/{g}"] for g in props)
+    out["tasks/propose/valid_rate"] = valid_all / max(n_all, 1)
+    out["tasks/propose/learnability"] = sum(c[f"solve_rate_sum/{g}"] for g in props) / valid_all if valid_all else nan
+    n_seq = sum(c[f"n/{g}"] for g in groups)
+    out["completions/mean_length"] = sum(c[f"length_sum/{g}"] for g in groups) / max(n_seq, 1)
+    out["completions/clipped_ratio"] = sum(c[f"clipped/{g}"] for g in groups) / max(n_seq, 1)
     for key, v in c.items():
-        if key.startswith("reject/"):
-            out[f"propose/{key.split('/')[1]}/rejected/{key.split('/', 2)[2]}"] = v
-
-    # The six per-(task, role) baselines, always reported, whatever grouping the advantages use.
-    all_rewards = gather(rewards.to(acc.device)).cpu()
-    six = gather(adv.group_ids(task_idx, role_idx, "task_role").to(acc.device)).cpu()
-    mean, std, count = adv.group_stats(all_rewards, six, num_groups=6)
-    for t, k in enumerate(TASK_KINDS):
-        for r, role in enumerate(ROLES):
-            g = t * 2 + r
-            out[f"trr/{role}_{k}/reward_mean"] = float(mean[g]) if count[g] > 0 else float("nan")
-            out[f"trr/{role}_{k}/reward_std"] = float(std[g]) if count[g] > 0 else float("nan")
-            out[f"trr/{role}_{k}/count"] = float(count[g])
+        if key.startswith("rejected/"):  # rejected/{group}/{reason} -> tasks/{group}/rejected/{reason}
+            _, g, reason = key.split("/", 2)
+            out[f"tasks/{g}/rejected/{reason}"] = v
     return out
 
 

@@ -1,7 +1,7 @@
 """Metrics sinks: console, ``metrics.jsonl``, wandb (optional, offline-capable), sample tables, a PNG plot.
 
 Only the main process writes. Metric names are namespaced (``trr/solve_deduction/reward_mean``,
-``propose/abduction/valid_rate``, ``loss/kl``, ``time/generate``, ``eval/arithmetic_eval/hard``).
+``tasks/propose_abduction/valid_rate``, ``loss/kl``, ``time/generate``, ``eval/arithmetic_eval/hard``).
 
 The JSONL logs survive a crash at any instant: each row is appended with one ``write`` and flushed to
 disk before the loop goes on (so it is on disk before the checkpoint of its iteration), and on resume
@@ -23,11 +23,11 @@ SAMPLE_COLUMNS = ["iteration", "task", "role", "prompt", "completion", "reward",
 
 # What the one-line console summary shows, in order (short label, metric key, format).
 CONSOLE_FIELDS = [
-    ("ded", "solve/deduction/accuracy", ".2f"),
-    ("abd", "solve/abduction/accuracy", ".2f"),
-    ("ind", "solve/induction/accuracy", ".2f"),
-    ("valid", "propose/valid_rate", ".2f"),
-    ("learn", "propose/learnability_mean", ".2f"),
+    ("ded", "tasks/solve_deduction/accuracy", ".2f"),
+    ("abd", "tasks/solve_abduction/accuracy", ".2f"),
+    ("ind", "tasks/solve_induction/accuracy", ".2f"),
+    ("valid", "tasks/propose/valid_rate", ".2f"),
+    ("learn", "tasks/propose/learnability", ".2f"),
     ("kl", "loss/kl", ".4f"),
     ("gnorm", "optim/grad_norm", ".3f"),
     ("eval", "eval/arithmetic_eval/overall", ".3f"),
@@ -204,8 +204,8 @@ def panel_baselines(ax, rows):
 
 def panel_accuracy(ax, rows):
     for kind in KINDS:
-        ax.plot(*series(rows, f"solve/{kind}/accuracy"), label=f"solve {kind}")
-        ax.plot(*series(rows, f"propose/{kind}/valid_rate"), ":", label=f"valid {kind}")
+        ax.plot(*series(rows, f"tasks/solve_{kind}/accuracy"), label=f"solve {kind}")
+        ax.plot(*series(rows, f"tasks/propose_{kind}/valid_rate"), ":", label=f"valid {kind}")
     ax.set_title("solver accuracy and proposal valid rate")
 
 

@@ -46,13 +46,14 @@ def test_tiny_smoke_run(tmp_path):
         for key in SIX:
             assert rows[it][key] is not None, key
         for kind in ("deduction", "abduction", "induction"):
-            assert 0 <= rows[it][f"solve/{kind}/accuracy"] <= 1
+            assert 0 <= rows[it][f"tasks/solve_{kind}/accuracy"] <= 1
             assert rows[it][f"trr/solve_{kind}/count"] == 4 and rows[it][f"trr/propose_{kind}/count"] == 4
         assert 0 <= rows[it]["eval/arithmetic_eval/overall"] <= 1
         assert {"very_easy", "easy", "medium", "hard", "very_hard"} <= {k.rsplit("/", 1)[-1] for k in rows[it]}
         assert rows[it]["optim/skipped_nonfinite"] == 0
         assert rows[it]["loss/kl"] >= 0
     assert rows[1]["loss/kl"] < 1e-6  # policy == reference before the first step
+    assert_readme_metric_table_is_true(rows)
     samples = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
     assert {(s["role"], s["task"]) for s in samples} == {(r, k) for r in ("propose", "solve")
                                                            for k in ("deduction", "abduction", "induction")}
@@ -70,6 +71,39 @@ def test_tiny_smoke_run(tmp_path):
     load_weights(out, trained)
     moved = max((a - b).abs().max().item() for a, b in zip(init.parameters(), trained.parameters()))
     assert moved > 1e-5
+
+
+def readme_metric_patterns() -> list[str]:
+    """The keys of the README's metric table, one regex each, placeholders expanded."""
+    import re
+
+    from azero.evaluation import TIERS
+
+    section = (ROOT / "README.md").read_text().split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    fills = {"{role}": "(propose|solve)", "{task}": "(deduction|abduction|induction)",
+             "{tier}": "(" + "|".join(("overall", *TIERS)) + ")", "{reason}": "[a-z0-9_]+"}
+    patterns = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            for key in re.findall(r"`([^`]+)`", line.split(" | ")[0]):
+                regex = re.escape(key)
+                for name, fill in fills.items():
+                    regex = regex.replace(re.escape(name), fill)
+                patterns.append(regex)
+    return patterns
+
+
+def assert_readme_metric_table_is_true(rows: dict[int, dict]) -> None:
+    """Every key a tiny run logs is in the README's metric table, and every key there is logged (the
+    multi-process `dist/` keys by test_two_processes_stay_identical)."""
+    import re
+
+    logged = {k for r in rows.values() for k in r if k != "iteration"}
+    patterns = readme_metric_patterns()
+    undocumented = sorted(k for k in logged if not any(re.fullmatch(p, k) for p in patterns))
+    assert not undocumented, f"logged but not in the README's metric table: {undocumented}"
+    unlogged = [p for p in patterns if not p.startswith("dist/") and not any(re.fullmatch(p, k) for k in logged)]
+    assert not unlogged, f"in the README's metric table but never logged: {unlogged}"
 
 
 def wandb_records(path: Path):

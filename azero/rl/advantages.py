@@ -23,7 +23,7 @@ Grouping = Literal["task_role", "role", "global"]
 GROUPINGS = get_args(Grouping)
 
 
-def group_ids(task: Tensor, role: Tensor, grouping: str) -> Tensor:
+def group_ids(task: Tensor, role: Tensor, grouping: Grouping) -> Tensor:
     """[N] long group id of each sequence under ``grouping`` (see module docstring)."""
     if grouping == "task_role":
         return task.long() * 2 + role.long()

@@ -52,19 +52,3 @@ def completion_logprobs(
 def _entropy(logits: Tensor) -> Tensor:
     """H = -sum p log p = logsumexp(l) - sum softmax(l) * l, over the last dim."""
     return logits.logsumexp(-1) - (logits.softmax(-1) * logits).sum(-1)
-
-
-@torch.no_grad()
-def batched_logprobs(
-    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_len: int, *,
-    temperature: float = 1.0, micro_batch_size: int,
-) -> Tensor:
-    """[N, C] completion log-probs without grad, ``micro_batch_size`` rows per forward (reference model, old policy).
-
-    Runs the model in whatever mode it is in: the reference from ``models.frozen_copy`` is in eval mode and
-    ``models.load_policy`` turns dropout off, so train and eval mode give the same numbers.
-    """
-    return torch.cat([
-        completion_logprobs(model, ids, mask, completion_len, temperature=temperature)[0]
-        for ids, mask in zip(input_ids.split(micro_batch_size), attention_mask.split(micro_batch_size))
-    ])

@@ -4,10 +4,11 @@ Objective: REINFORCE++ with TRR++ group-normalised advantages and the PPO-clip s
     ratio_t = exp(logp_t - old_logp_t)                       (log-ratio clamped to [-20, 20])
     pg_t    = max(-A * ratio_t, -A * clip(ratio_t, 1 - eps, 1 + eps))
     loss_t  = pg_t + kl_coef * KL_t - entropy_coef * H_t      (KL_t = k3(logp_t, ref_logp_t) by default)
-With one update per iteration old_logp = logp.detach(): ratio == 1, the clip never binds and the gradient is
-exactly REINFORCE, -A * grad logp. The KL goes in the LOSS (gradient through logp). For the REINFORCE++
-KL-in-reward variant the trainer passes kl_coef=0 and per-token advantages from
-``advantages.kl_in_reward_advantages``; "loss/kl" is still reported whenever ref_logp is given.
+old_logp are the log-probs of the policy that sampled the rollouts. In the first (or only) epoch the trainer passes
+logp.detach(): ratio == 1, the clip never binds and the gradient is exactly REINFORCE, -A * grad logp; later
+``--ppo-epochs`` reuse the first epoch's values, so the ratio and the clip act. The KL term exists when ``ref_logp``
+is given (gradient through logp). In the REINFORCE++ KL-in-reward mode the KL is already inside the per-token
+advantages (``advantages.kl_in_reward_advantages``) and the trainer passes no ``ref_logp``.
 
 Aggregation divides by ``normalizer``, the count for the WHOLE iteration (all micro-batches, all ranks), never
 this micro-batch's own count, so summed micro-batch losses equal the full-batch loss:
@@ -23,7 +24,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from azero.rl.kl import LOG_RATIO_CLAMP, kl_estimate
+from azero.rl.kl import LOG_RATIO_CLAMP, KLEstimator, kl_estimate
 
 Aggregation = Literal["token-mean", "seq-mean"]
 AGGREGATIONS = get_args(Aggregation)
@@ -32,8 +33,8 @@ AGGREGATIONS = get_args(Aggregation)
 def policy_loss(
     logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     ref_logp: Tensor | None = None, entropy: Tensor | None = None,
-    clip_eps: float = 0.2, kl_coef: float = 0.1, kl_estimator: str = "k3", entropy_coef: float = 0.0,
-    aggregation: str = "token-mean", normalizer: float | Tensor,
+    clip_eps: float = 0.2, kl_coef: float = 0.1, kl_estimator: KLEstimator = "k3", entropy_coef: float = 0.0,
+    aggregation: Aggregation = "token-mean", normalizer: float | Tensor,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """(loss, metrics) for [N, C] log-probs; ``advantages`` is [N] (one per sequence) or [N, C] (per token)."""
     valid = mask.bool()  # [N, C]
@@ -59,8 +60,7 @@ def policy_loss(
     terms = {"loss/pg": pg, "loss/ratio": ratio, "loss/clip_frac": (clipped > unclipped).float()}
     if ref_logp is not None:  # KL to the frozen reference; gradient through logp
         terms["loss/kl"] = kl = kl_estimate(logp, masked(ref_logp), kl_estimator)
-        if kl_coef > 0:
-            per_token = per_token + kl_coef * kl
+        per_token = per_token + kl_coef * kl
     if entropy is not None:
         terms["loss/entropy"] = entropy = masked(entropy)
         if entropy_coef != 0:

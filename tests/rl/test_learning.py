@@ -8,7 +8,7 @@ import torch
 
 from azero.models import frozen_copy
 from azero.rl.advantages import group_normalize
-from azero.rl.logprobs import batched_logprobs, completion_logprobs
+from azero.rl.logprobs import completion_logprobs
 from azero.rl.loss import policy_loss
 from azero.rl.sampling import generate
 
@@ -31,7 +31,8 @@ def train_bandit(model, tokenizer, kl_coef: float, steps: int = 20, n: int = 64)
         advantages = group_normalize(rewards, torch.zeros(n, dtype=torch.long))
         args = (rollout.input_ids, rollout.attention_mask, rollout.completion_ids.shape[1])
         logp, _ = completion_logprobs(model, *args)
-        ref_logp = batched_logprobs(reference, *args, micro_batch_size=n)
+        with torch.no_grad():
+            ref_logp, _ = completion_logprobs(reference, *args)
         mask = rollout.completion_mask
         loss, metrics = policy_loss(logp, logp.detach(), advantages, mask, ref_logp=ref_logp, kl_coef=kl_coef,
                                     normalizer=mask.sum())

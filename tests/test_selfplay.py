@@ -1,0 +1,210 @@
+"""The iteration's pieces without a whole run: the update (PPO epochs, the one KL path), the metrics, novelty and
+the proposer reward, on the tiny model or on hand-made inputs with hand-computed numbers."""
+
+from __future__ import annotations
+
+import math
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from azero import selfplay
+from azero.buffers import TaskBuffer
+from azero.config import PRESETS, Config
+from azero.models import frozen_copy, load_policy, tiny_tokenizer
+from azero.selfplay import (Context, Proposal, count_outcomes, novelty, outcome_metrics, proposer_reward,
+                            trr_metrics, update)
+from azero.tasks import TASK_KINDS, Verdict, make_task, parse_program
+from azero.trainer import make_optimizer
+
+NAN = float("nan")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_ctx(**overrides) -> Context:
+    from accelerate import Accelerator
+
+    cfg = Config(**{**PRESETS["tiny"], **overrides})
+    accelerator = Accelerator(cpu=True, mixed_precision="no")
+    tokenizer = tiny_tokenizer()
+    policy = load_policy("tiny", tokenizer=tokenizer, seed=0)
+    ref = frozen_copy(policy) if cfg.kl_coef > 0 else None
+    optimizer = make_optimizer(cfg, policy)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    model, optimizer = accelerator.prepare(policy, optimizer)
+    buffers = {k: TaskBuffer(k) for k in TASK_KINDS}
+    return Context(cfg, accelerator, model, ref, tokenizer, optimizer, scheduler, buffers, random.Random(0))
+
+
+def batch(tokenizer):
+    """12 sequences, two per (task, role) group, with rewards that differ inside each group."""
+    texts = [("Calculate: 1 + 2 = ", "3"), ("Calculate: 7 * 6 = ", "42 is it"), ("program: a + b\n", "input: a = 1"),
+             ("a = ", "5, b = 2"), ("Q:", "x"), ("Q: what", "a * b + 3")] * 2
+    seqs = [(torch.tensor(tokenizer(p, add_special_tokens=False).input_ids),
+             torch.tensor(tokenizer(c, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]))
+            for p, c in texts]
+    task = torch.tensor([0, 0, 1, 1, 2, 2] * 2)
+    role = torch.tensor([0] * 6 + [1] * 6)
+    rewards = torch.tensor([1.0, -1.0, 0.5, -1.0, 0.0, 1.0, 1.0, -0.5, -1.0, 1.0, -0.5, 1.0])
+    return seqs, rewards, task, role
+
+
+def record_losses(monkeypatch) -> list[dict]:
+    """Wrap selfplay.policy_loss to record what the trainer passes it."""
+    calls, real = [], selfplay.policy_loss
+
+    def recorder(logp, old_logp, advantages, mask, **kw):
+        calls.append(dict(logp=logp.detach().clone(), old_logp=old_logp.clone(), advantages=advantages, **kw))
+        return real(logp, old_logp, advantages, mask, **kw)
+
+    monkeypatch.setattr(selfplay, "policy_loss", recorder)
+    return calls
+
+
+def adam_steps(ctx) -> int:
+    return int(next(iter(ctx.optimizer.optimizer.state.values()))["step"])
+
+
+def test_one_epoch_is_on_policy_reinforce(monkeypatch):
+    ctx = make_ctx()
+    calls = record_losses(monkeypatch)
+    out = update(ctx, *batch(ctx.tokenizer))
+    assert len(calls) == 2  # 12 sequences in micro-batches of 8
+    assert all(torch.equal(c["logp"], c["old_logp"]) for c in calls)  # old = logp.detach(): ratio exactly 1
+    assert out["loss/ratio"] == 1.0 and out["loss/clip_frac"] == 0.0
+    assert adam_steps(ctx) == 1 and ctx.scheduler.last_epoch == 1
+
+
+def test_later_epochs_reuse_the_rollout_policy_log_probs(monkeypatch):
+    """--ppo-epochs 3: three optimizer steps over the same micro-batches; epochs 2 and 3 compare the moved
+    policy with the log-probs of the first (rollout-policy) pass, so the ratio leaves 1 and the clip binds."""
+    ctx = make_ctx(ppo_epochs=3, lr=1e-2, clip_eps=0.01)
+    calls = record_losses(monkeypatch)
+    out = update(ctx, *batch(ctx.tokenizer))
+    assert len(calls) == 6
+    first, later = calls[:2], calls[2:]
+    for i, c in enumerate(later):
+        assert torch.equal(c["old_logp"], first[i % 2]["logp"])  # stored, not recomputed
+        assert not torch.equal(c["logp"], c["old_logp"])  # the policy moved
+    assert out["loss/ratio"] != 1.0 and out["loss/clip_frac"] > 0.0
+    assert adam_steps(ctx) == 3
+    assert ctx.scheduler.last_epoch == 1  # the lr schedule counts iterations
+
+
+@pytest.mark.parametrize("kl_in_reward", [False, True])
+def test_reference_is_scored_once_per_micro_batch_and_the_mode_is_chosen_once(monkeypatch, kl_in_reward):
+    ctx = make_ctx(ppo_epochs=2, kl_in_reward=kl_in_reward)
+    ref_calls = []
+    ctx.ref_model.register_forward_hook(lambda *args: ref_calls.append(1))
+    calls = record_losses(monkeypatch)
+    out = update(ctx, *batch(ctx.tokenizer))
+    assert len(ref_calls) == 2  # two micro-batches, two epochs: the reference still runs once per micro-batch
+    for c in calls:
+        assert c["kl_coef"] == ctx.cfg.kl_coef  # never a stand-in 0
+        if kl_in_reward:  # the KL is in the per-token advantages; the loss has no KL term
+            assert c["ref_logp"] is None and c["advantages"].dim() == 2
+        else:
+            assert c["ref_logp"] is not None and c["advantages"].dim() == 1
+    if kl_in_reward:  # k1 of the rollout policy, scored before any step: policy == reference
+        assert out["loss/kl"] == pytest.approx(0.0, abs=1e-6)
+    else:  # k3 in the loss, averaged over both epochs: the second sees the moved policy
+        assert out["loss/kl"] > 0
+
+
+def test_no_reference_without_kl(monkeypatch):
+    ctx = make_ctx(kl_coef=0.0)
+    assert ctx.ref_model is None
+    calls = record_losses(monkeypatch)
+    out = update(ctx, *batch(ctx.tokenizer))
+    assert all(c["ref_logp"] is None for c in calls) and "loss/kl" not in out
+
+
+def test_trr_metrics_by_hand():
+    # propose_deduction (group 0): rewards 1, 0, 0, 1 -> mean 0.5, std 0.5, advantages +-1
+    # solve_deduction (group 1): -0.5, -0.5 -> std 0, advantages 0; the other four groups are empty
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, -0.5, -0.5])
+    six = torch.tensor([0, 0, 0, 0, 1, 1])
+    seq_adv = torch.tensor([1.0, -1.0, -1.0, 1.0, 0.0, 0.0])
+    out = trr_metrics(rewards, six, seq_adv, six)
+    assert out["trr/propose_deduction/reward_mean"] == 0.5 and out["trr/propose_deduction/reward_std"] == 0.5
+    assert out["trr/propose_deduction/adv_mean"] == 0.0 and out["trr/propose_deduction/adv_std"] == 1.0
+    assert out["trr/propose_deduction/count"] == 4 and out["trr/solve_deduction/count"] == 2
+    assert out["trr/solve_deduction/reward_std"] == 0.0 and out["trr/solve_deduction/adv_std"] == 0.0
+    assert math.isnan(out["trr/solve_induction/adv_mean"]) and out["trr/solve_induction/count"] == 0
+    assert out["frac_reward_zero_std"] == 0.5  # one of the two non-empty groups
+    # one global baseline group: its rewards differ, so no group has zero std
+    assert trr_metrics(rewards, torch.zeros(6, dtype=torch.long), seq_adv, six)["frac_reward_zero_std"] == 0.0
+
+
+def rollout(lengths, clipped):
+    mask = torch.zeros(len(lengths), max(lengths))
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    return SimpleNamespace(completion_mask=mask, truncated=torch.tensor(clipped))
+
+
+def test_outcome_metrics_by_hand():
+    task = make_task("deduction", parse_program("a + b"), [(1, 2)])
+    proposals = [Proposal("deduction", "", task=task, solve_rate=0.5), Proposal("deduction", "", task=task,
+                 solve_rate=1.0), Proposal("deduction", "", reason="invalid program: x"),
+                 Proposal("abduction", "", reason="no input")]
+    novel = [True, False, False, False]
+    solve_tasks = [task, task, task]
+    verdicts = [Verdict.CORRECT, Verdict.WRONG, Verdict.MALFORMED]
+    counts = count_outcomes(proposals, novel, solve_tasks, verdicts,
+                            rollout([4, 6, 8, 2], [False, False, True, False]), rollout([1, 2, 3], [False, True, True]))
+    out = outcome_metrics(counts)
+    assert out["tasks/propose_deduction/valid_rate"] == pytest.approx(2 / 3)
+    assert out["tasks/propose_deduction/learnability"] == 0.75
+    assert out["tasks/propose_deduction/learnable_rate"] == pytest.approx(1 / 3)
+    assert out["tasks/propose_deduction/novel_rate"] == pytest.approx(1 / 3)
+    assert out["tasks/propose_deduction/rejected/invalid_program"] == 1
+    assert out["tasks/propose_abduction/rejected/no_input"] == 1
+    assert out["tasks/propose_abduction/valid_rate"] == 0 and math.isnan(out["tasks/propose_abduction/learnability"])
+    assert out["tasks/propose/valid_rate"] == 0.5 and out["tasks/propose/learnability"] == 0.75
+    assert out["tasks/solve_deduction/accuracy"] == pytest.approx(1 / 3)
+    assert out["tasks/solve_deduction/malformed_rate"] == pytest.approx(1 / 3)
+    assert out["completions/propose_deduction/mean_length"] == 6 and out["completions/solve_deduction/mean_length"] == 2
+    assert out["completions/propose_deduction/clipped_ratio"] == pytest.approx(1 / 3)
+    assert out["completions/mean_length"] == pytest.approx(26 / 7)
+    assert out["completions/clipped_ratio"] == pytest.approx(3 / 7)
+
+
+def test_in_batch_repeats_of_a_new_skeleton_are_novel_once():
+    buffers = {k: TaskBuffer(k) for k in TASK_KINDS}
+    buffers["deduction"].add([make_task("deduction", parse_program("a + b"), [(1, 2)])])
+    ctx = SimpleNamespace(buffers=buffers, accelerator=SimpleNamespace(num_processes=1, process_index=0))
+
+    def prop(kind, program, inputs):
+        return Proposal(kind, "", task=make_task(kind, parse_program(program), inputs))
+
+    proposals = [prop("deduction", "a * b", [(1, 2)]), prop("deduction", "a * b", [(3, 4)]),  # new, then a repeat
+                 prop("deduction", "a + b", [(5, 6)]),  # already in the buffer
+                 Proposal("deduction", "", reason="invalid program"),
+                 prop("abduction", "a * b", [(1, 2)])]  # new to the abduction buffer
+    assert novelty(ctx, proposals) == [True, False, False, False, True]
+
+
+@pytest.mark.parametrize("solve_rate, valid, novel, mode, expected", [
+    (None, False, False, "learnability", -1.0),
+    (0.25, True, False, "learnability", 0.75),
+    (0.0, True, False, "learnability", -0.5),  # p in {0, 1}: the extreme reward
+    (1.0, True, False, "learnability", -0.5),
+    (0.5, True, True, "learnability", 0.5 + 0.1),
+    (1.0, True, False, "validity", 1.0),
+    (None, False, True, "validity", -1.0),  # an invalid proposal never earns the novelty bonus
+])
+def test_proposer_reward(solve_rate, valid, novel, mode, expected):
+    cfg = Config(proposer_reward=mode, proposer_extreme_reward=-0.5, diversity_coef=0.1)
+    task = make_task("deduction", parse_program("a + b"), [(1, 2)]) if valid else None
+    p = Proposal("deduction", "", task=task, solve_rate=solve_rate)
+    assert proposer_reward(cfg, p, novel) == pytest.approx(expected)
