@@ -109,7 +109,7 @@ def run_result(rows: dict[int, dict]) -> dict:
         return statistics.fmean(vals) if vals else None
 
     selfplay = {}
-    for key in [f"solve/{k}/accuracy" for k in KINDS] + ["propose/valid_rate"]:
+    for key in [f"tasks/solve_{k}/accuracy" for k in KINDS] + ["tasks/propose/valid_rate"]:
         selfplay[key] = {"first4": window(key, True), "last4": window(key, False)}
     return {
         "before": before,
@@ -616,7 +616,7 @@ def render_markdown(data: dict) -> str:
     for name, a in arms.items():
         sp = a["selfplay"]
         cells = [f"{fmt_stat(sp[key]['first4'], digits=2)} -> {fmt_stat(sp[key]['last4'], digits=2)}" if key in sp else "–"
-                 for key in [f"solve/{k}/accuracy" for k in KINDS] + ["propose/valid_rate"]]
+                 for key in [f"tasks/solve_{k}/accuracy" for k in KINDS] + ["tasks/propose/valid_rate"]]
         L.append(f"| {name} | " + " | ".join(cells) + f" | {fmt_stat(a['final_kl'], digits=4)} |")
     L += ["", "## Runs", "", "| run | status | exit | iterations | minutes | eval overall before -> after |",
           "|---|---|---|---|---|---|"]

