@@ -24,6 +24,8 @@ Departures from the paper / official AZR code (each is a config field):
   * Temperature 0.7 (paper 1.0), lr 5e-6 (paper 1e-6), entropy bonus 0 (paper 0.001).
   * The loss is aggregated by the global token count of the iteration (token-mean) across micro-batches
     and ranks, not a mean of micro-batch means.
+  * One on-policy optimizer step per iteration (ratio 1, the clip idle), as the paper; --ppo-epochs N takes
+    N PPO-clipped steps over the same rollouts, against the log-probs stored by the first.
 """
 
 from __future__ import annotations

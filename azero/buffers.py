@@ -62,14 +62,16 @@ class TaskBuffer:
         return [self._tasks[i] for i in indices]
 
     def solver_batch(self, new: Sequence[Task], size: int, rng: random.Random) -> list[Task]:
-        """`size` solver tasks: this iteration's new tasks first (a random subset if there are more),
-        the rest uniform from the buffer, without replacement when it holds enough, else with.
+        """`size` solver tasks: this iteration's new tasks first (a random subset if there are more), the rest
+        uniform from the buffer's other tasks (`new` is already in the buffer and is not drawn twice), without
+        replacement when there are enough, else with.
 
-        With an empty buffer the rest is drawn from `new`; with nothing at all the batch is empty.
+        With no other task in the buffer the rest is drawn from `new`; with nothing at all the batch is empty.
         """
         if len(new) >= size:
             return rng.sample(list(new), size)
-        pool: Sequence[Task] = self._tasks if self._tasks else new
+        fresh = set(new)  # already in the buffer (added before solving): drawing them again would repeat them
+        pool: Sequence[Task] = [t for t in self._tasks if t not in fresh] or new
         missing = size - len(new)
         if not pool:
             return []

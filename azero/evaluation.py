@@ -172,8 +172,8 @@ def score(completions: Sequence[str], items: Sequence[EvalItem]) -> dict[str, fl
 
 
 # ---------------------------------------------------------------------------------------------
-# Generation (batched greedy decoding of the eval prompts) is added here by the trainer; it is the
-# only part of this module that touches torch, which it imports inside the function.
+# Generation: batched greedy decoding of the eval prompts, the only part of this module that touches torch
+# (through rl/sampling.py, imported inside the function).
 
 
 def evaluate_policy(model, tokenizer, items: Sequence[EvalItem], *, accelerator=None, batch_size: int = 64,

@@ -35,7 +35,8 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
 
     vocab = {tok: i for i, tok in enumerate(TINY_SPECIALS + tuple(dict.fromkeys(TINY_CHARS)))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # each char its own word
+    # each char its own word; "." would skip newlines and leave "\n\n" as one unknown word
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()  # join characters back without spaces
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", unk_token="<unk>", padding_side="left"

@@ -1,7 +1,7 @@
-"""One self-play iteration, in the order things happen (DESIGN.md section 2):
+"""One self-play iteration, in the order things happen:
 
   propose -> validate -> learnability rollouts -> buffers -> solve -> rewards -> TRR++ advantages
-  -> loss over micro-batches -> one optimizer step
+  -> loss over micro-batches -> one optimizer step (``--ppo-epochs`` steps over the same rollouts)
 
 plus the seeding phase that fills the buffers before training. Every generation phase is one batched
 ``generate`` call covering the three task types.

@@ -64,6 +64,19 @@ def test_solver_batch_takes_new_tasks_first_then_fills_from_the_buffer():
     assert len(set(batch)) == 8 and set(batch) <= set(many)  # a random subset of the new ones
 
 
+def test_solver_batch_never_draws_this_iterations_tasks_twice():
+    """The trainer adds the new tasks to the buffer before solving: the rest of the batch comes from the others."""
+    old, new = numbered(6), [task("b * 7", a, 0) for a in range(3)]
+    for seed in range(20):
+        buffer = TaskBuffer("deduction")
+        buffer.add(old + new)
+        batch = buffer.solver_batch(new, 9, random.Random(seed))
+        assert batch[:3] == new and sorted(batch[3:], key=str) == sorted(old, key=str)  # each task once
+    only_new = TaskBuffer("deduction")
+    only_new.add(new)
+    assert set(only_new.solver_batch(new, 8, random.Random(0))) == set(new)  # nothing else: repeats are unavoidable
+
+
 def test_solver_batch_with_small_or_empty_buffers():
     rng = random.Random(0)
     small = TaskBuffer("deduction")

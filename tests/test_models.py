@@ -8,8 +8,9 @@ from azero.models import frozen_copy, load_policy, load_tokenizer, tiny_tokenize
 
 def test_tiny_tokenizer_round_trips_task_text():
     tok = tiny_tokenizer()
-    text = "program: a * (b + 3) // 2\ninput: a = -4, b = 7\n"
-    assert tok.decode(tok(text).input_ids) == text
+    text = "program: a * (b + 3) // 2\ninput: a = -4, b = 7\n\nprogram: a\n\n\n"  # prompts join examples by "\n\n"
+    ids = tok(text).input_ids
+    assert tok.decode(ids) == text and tok.unk_token_id not in ids
     assert tok.padding_side == "left" and tok.pad_token_id != tok.eos_token_id
 
 

@@ -58,12 +58,6 @@ class Rollout:
     def attention_mask(self) -> Tensor:  # [N, P + C]
         return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
 
-    def select(self, rows: Tensor | Sequence[int] | slice) -> Rollout:
-        """The given rows (indices, bool mask or slice); column counts unchanged."""
-        index = _row_index(rows, len(self.texts))  # [N'] long, CPU
-        picked = {f: t[index.to(t.device)] for f in _TENSOR_FIELDS if (t := getattr(self, f)) is not None}
-        return replace(self, **picked, texts=[self.texts[i] for i in index.tolist()])
-
     def trimmed(self) -> Rollout:
         """Without the prompt columns that are padding in every row (left) and completion columns likewise (right).
 
@@ -80,21 +74,6 @@ class Rollout:
             completion_ids=self.completion_ids[:, :end], completion_mask=self.completion_mask[:, :end],
             sampling_logprobs=sampling_logprobs,
         )
-
-    def to(self, device: torch.device | str) -> Rollout:
-        return replace(self, **{f: t.to(device) for f in _TENSOR_FIELDS if (t := getattr(self, f)) is not None})
-
-
-_TENSOR_FIELDS = (
-    "prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "truncated", "prompt_index", "sampling_logprobs"
-)
-
-
-def _row_index(rows: Tensor | Sequence[int] | slice, num_rows: int) -> Tensor:
-    if isinstance(rows, slice):
-        return torch.arange(num_rows)[rows]
-    rows = torch.as_tensor(rows).cpu()
-    return rows.nonzero().squeeze(-1) if rows.dtype == torch.bool else rows.long().reshape(-1)
 
 
 # ----------------------------------------------------------------------------------------------------

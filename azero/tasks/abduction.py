@@ -55,11 +55,12 @@ def solver_prompt(task: Task) -> str:
 
 
 def parse_answer(text: str) -> tuple[int, int]:
-    """`a = 4, b = -2` (trailing text is fine; an omitted variable is 0) -> (4, -2)."""
+    """`a = 4, b = -2` (trailing text is fine; an omitted variable is 0) -> (4, -2). An out-of-range value is
+    well formed: ``check`` judges it wrong (-0.5), it is not malformed (-1)."""
     lines = completion_lines(text)
     if not lines:
         raise Rejected("no input")
-    return parse_input(lines[0])
+    return parse_input(lines[0], check_range=False)
 
 
 def check(task: Task, answer: tuple[int, int]) -> bool:

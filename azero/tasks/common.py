@@ -127,19 +127,23 @@ def first_integer(text: str) -> int | None:
     return int(match.group())
 
 
-def parse_int(text: str) -> int:
-    """A plain integer input value (`-4`, `+3`), checked against INPUT_RANGE."""
-    if len(text.lstrip("+-")) > _MAX_INPUT_DIGITS or not in_input_range(value := int(text)):
+def parse_int(text: str, check_range: bool = True) -> int:
+    """A plain integer input value (`-4`, `+3`), checked against INPUT_RANGE unless ``check_range`` is false.
+    Unchecked, a value with more digits than any in range is returned as INPUT_RANGE[1] + 1 (out of range
+    either way, and int() of thousands of digits is slow or refused)."""
+    value = INPUT_RANGE[1] + 1 if len(text.lstrip("+-")) > _MAX_INPUT_DIGITS else int(text)
+    if check_range and not in_input_range(value):
         raise Rejected("input out of range")
     return value
 
 
-def parse_input(text: str) -> tuple[int, int]:
-    """`a = 4, b = -2` -> (4, -2). The first assignment of each name counts; a missing one is 0."""
+def parse_input(text: str, check_range: bool = True) -> tuple[int, int]:
+    """`a = 4, b = -2` -> (4, -2). The first assignment of each name counts; a missing one is 0. Out-of-range
+    values are rejected, or with ``check_range=False`` kept for the caller's check (a solver's wrong answer)."""
     values: dict[str, int] = {}
     for match in _ASSIGNMENT.finditer(text[:MAX_COMPLETION_CHARS]):
         if match.group(1) not in values:
-            values[match.group(1)] = parse_int(match.group(2))
+            values[match.group(1)] = parse_int(match.group(2), check_range)
     if not values:
         raise Rejected("no input")
     return values.get("a", 0), values.get("b", 0)

@@ -74,7 +74,8 @@ def test_any_input_with_the_output_is_correct(completion):
         ("a + b", (2, 3), " a = 2, b = 3, a = 99999", Verdict.CORRECT),  # the first assignment wins
         ("a // b", (8, 4), " a = 4, b = 0", Verdict.WRONG),  # a run error is a wrong answer
         ("a / b", (8, 4), " a = 5, b = 2", Verdict.WRONG),  # inexact division
-        ("a + b", (2, 3), " a = 5000, b = -4995", Verdict.MALFORMED),  # out of INPUT_RANGE
+        ("a + b", (2, 3), " a = 5000, b = -4995", Verdict.WRONG),  # well formed, out of INPUT_RANGE: wrong
+        ("a + b", (2, 3), " a = " + "9" * 5000 + ", b = 1", Verdict.WRONG),  # more digits than int() takes
         ("a + b", (2, 3), "", Verdict.MALFORMED),
         ("a + b", (2, 3), " 2, 3", Verdict.MALFORMED),
         ("a + b", (2, 3), " a = 2.5, b = 2.5", Verdict.MALFORMED),
@@ -87,8 +88,9 @@ def test_judge(program, inputs, completion, verdict):
 
 def test_parse_answer_and_check():
     assert abduction.parse_answer(" a = -4, b = +2") == (-4, 2)
-    with pytest.raises(Rejected, match="input out of range"):
-        abduction.parse_answer("a = 1001")
+    assert abduction.parse_answer("a = 1001") == (1001, 0)  # parsed; check() finds it out of range
+    with pytest.raises(Rejected, match="input out of range"):  # a proposal's input is refused outright
+        abduction.parse_proposal(" a + b\ninput: a = 1001, b = 0")
     with pytest.raises(Rejected, match="no input"):
         abduction.parse_answer("   ")
     plus = task("a + b", 2, 3)
