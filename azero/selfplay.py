@@ -297,14 +297,14 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
     # PPO epochs: the first pass is on-policy (old log-probs = its own, detached: ratio 1, plain REINFORCE) and
     # stores them, so later epochs on the same micro-batches have a real ratio for the clip.
     old_logps: list[torch.Tensor | None] = [None] * len(mbs)
-    totals: dict[str, float] = defaultdict(float)
+    totals: dict[str, torch.Tensor | float] = defaultdict(float)  # device tensors: no host sync per micro-batch
     norms, skipped = [], False
     for epoch in range(cfg.ppo_epochs):
         mets, nonfinite = accumulate_gradients(ctx, mbs, advantages, old_logps, loss_refs, normalizer)
         grad_norm, skipped = optimizer_step(ctx, nonfinite)
         norms.append(grad_norm)
         for k, v in mets.items():
-            totals[k] += v
+            totals[k] = totals[k] + v
         if skipped:  # later epochs would only repeat the same numbers
             break
     epochs = len(norms)
@@ -314,7 +314,9 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
     ctx.nonfinite_streak = ctx.nonfinite_streak + 1 if skipped else 0
 
     # Each rank's sums are over its tokens / (global count / W): the mean over ranks is the global mean.
-    out = {k: reduce(torch.tensor(v / epochs, device=acc.device), "mean").item() for k, v in totals.items()}
+    names = sorted(totals)
+    means = reduce(torch.stack([totals[k] / epochs for k in names]), "mean").tolist() if names else []
+    out = dict(zip(names, means))
     out.update(kl_metrics)
     out.update({"optim/grad_norm": sum(norms) / epochs, "optim/lr": ctx.scheduler.get_last_lr()[0],
                 "optim/skipped_nonfinite": float(skipped), "optim/micro_batches": len(mbs),
@@ -327,7 +329,7 @@ def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, no
     """One pass over the micro-batches, gradients accumulated (DDP syncs on the last one). Fills ``old_logps`` on
     the first pass. Returns the summed loss metrics and the count of non-finite losses (a tensor: no host sync)."""
     cfg, acc = ctx.cfg, ctx.accelerator
-    totals: dict[str, torch.Tensor] = defaultdict(float)
+    totals: dict[str, torch.Tensor | float] = defaultdict(float)
     nonfinite = torch.zeros((), device=acc.device)
     for i, mb in enumerate(mbs):
         ids, attn, mask = (getattr(mb, k).to(acc.device) for k in ("input_ids", "attention_mask", "completion_mask"))
@@ -346,8 +348,8 @@ def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, no
             nonfinite += (~torch.isfinite(loss.detach())).float()
             acc.backward(loss)
         for k, v in mets.items():
-            totals[k] = totals[k] + v
-    return {k: float(v) for k, v in totals.items()}, nonfinite
+            totals[k] = totals[k] + v.detach()
+    return totals, nonfinite
 
 
 def optimizer_step(ctx: Context, nonfinite: torch.Tensor) -> tuple[float, bool]:
