@@ -17,9 +17,11 @@ interrupted ones from scratch); `--force` reruns everything. Exit code: 0 when e
 failed, 128 + signal number when the sweep itself was stopped (its running children get SIGTERM, which makes
 train.py checkpoint after the current iteration).
 
-Threads: each child gets OMP_NUM_THREADS = `--threads`, by default the usable cores divided by K (capped by an
-OMP_NUM_THREADS already set in the environment). On the 2-core box two processes with 2 OpenMP threads each ran up
-to 55x slower than one alone (busy-waiting barriers), so K children must not oversubscribe the cores.
+Threads: with `--parallel K` > 1 each child gets OMP_NUM_THREADS = the usable cores // K (capped by an
+OMP_NUM_THREADS already set): on the 2-core box two processes with 2 OpenMP threads each ran up to 55x slower
+than one alone (busy-waiting barriers), so K children must not oversubscribe the cores. One at a time, the child
+inherits the environment: unpinned, train.py's thread governor (azero/cpu.py) follows the load beside it.
+`--threads N` pins N in every case.
 """
 
 from __future__ import annotations
@@ -262,7 +264,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--output-dir", required=True, type=Path, help="OUTPUT: runs in OUTPUT/ARM/seedS, summary.* in OUTPUT")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1; several fit on one large GPU)")
     p.add_argument("--threads", type=int, default=None,
-                   help="OMP_NUM_THREADS per run (default: usable cores // --parallel, capped by $OMP_NUM_THREADS)")
+                   help="OMP_NUM_THREADS per run (default: with --parallel K > 1 the usable cores // K, capped by "
+                        "$OMP_NUM_THREADS; one at a time the environment's, else train.py's governor adapts)")
     p.add_argument("--run-timeout-minutes", type=float, default=None,
                    help="stop a run (SIGTERM, then SIGKILL) that takes longer and count it failed; default: "
                         "1.5 x --time-limit-minutes + 15 when a time limit is given, else none")
@@ -311,13 +314,21 @@ def train_argv(args, arm_flags: list[str], seed: int, run_dir: Path) -> list[str
     return argv + list(args.extra) + list(arm_flags)
 
 
-def threads_per_run(args) -> int:
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def threads_per_run(args) -> int | None:
+    """OMP_NUM_THREADS for each child, or None to leave the environment as it is (one run at a time: an unset
+    variable lets train.py's governor adapt the threads to the load beside it)."""
     if args.threads:
         return args.threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = max(1, cores // args.parallel)
     env = os.environ.get("OMP_NUM_THREADS", "")
-    return min(n, int(env)) if env.isdigit() and int(env) > 0 else n
+    pinned = int(env) if env.isdigit() and int(env) > 0 else None
+    if args.parallel == 1:
+        return pinned
+    n = max(1, usable_cores() // args.parallel)
+    return min(n, pinned) if pinned else n
 
 
 def read_record(run_dir: Path) -> dict | None:
@@ -333,6 +344,7 @@ class Sweep:
         self.out: Path = args.output_dir
         self.t0 = time.monotonic()
         self.threads = threads_per_run(args)
+        self.threads_text = str(self.threads) if self.threads else "unset (train.py's governor adapts)"
         self.warnings: list[str] = []
         self.runs: list[Run] = []
         self.arm_flags: dict[str, list[str]] = {}
@@ -393,8 +405,9 @@ class Sweep:
 
     def child_env(self) -> dict:
         env = dict(os.environ)
-        t = str(self.threads)
-        env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        if self.threads:
+            env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
+        env.update(TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
         env.setdefault("TQDM_MININTERVAL", "30")  # fewer progress-bar redraws in the logs
         return env
 
@@ -405,7 +418,7 @@ class Sweep:
             shutil.rmtree(run.dir)  # a failed, interrupted or --force'd earlier attempt: start clean
         run.dir.mkdir(parents=True)
         log = open(run.dir / LOG_FILE, "w")
-        log.write(f"# {run.command}\n# OMP_NUM_THREADS={self.threads}\n")
+        log.write(f"# {run.command}\n# OMP_NUM_THREADS={self.threads_text}\n")
         log.flush()
         # cwd: the sweep's own, so relative paths (--output-dir, --eval-data) mean what they meant to the user
         run.proc = subprocess.Popen([self.args.python, str(TRAIN), *run.argv], env=self.child_env(),
@@ -414,7 +427,8 @@ class Sweep:
         log.close()
         run.status, run.started = "running", time.monotonic()
         running = sum(r.status == "running" for r in self.runs)
-        self.say(f"start {run.name} ({index}/{total}, {running} running, OMP_NUM_THREADS={self.threads}): {run.dir / LOG_FILE}")
+        self.say(f"start {run.name} ({index}/{total}, {running} running, OMP_NUM_THREADS={self.threads_text}): "
+                 f"{run.dir / LOG_FILE}")
 
     def finish(self, run: Run, rc: int) -> None:
         run.rc = rc
@@ -448,10 +462,10 @@ class Sweep:
             if r.skipped:
                 self.say(f"skip  {r.name}: {r.status} earlier ({(r.minutes or 0):.1f} min)")
         total = len(todo)
-        if a.parallel * self.threads > (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1e9):
+        if a.parallel * (self.threads or 1) > usable_cores():
             self.warn(f"{a.parallel} runs x {self.threads} threads exceed the usable cores: expect heavy slowdowns")
         self.say(f"sweep: {len(self.arm_flags)} arm(s) x {len(a.seed_values)} seed(s) = {len(self.runs)} runs, "
-                 f"{total} to run, {a.parallel} at a time, OMP_NUM_THREADS={self.threads}; {self.machine}; "
+                 f"{total} to run, {a.parallel} at a time, OMP_NUM_THREADS={self.threads_text}; {self.machine}; "
                  f"output {self.out}")
 
         def on_signal(sig, frame):
@@ -516,10 +530,12 @@ class Sweep:
             results, run_rows = [], []
             for r in runs:
                 res = None
-                if r.status == "finished":
+                if r.status not in ("pending", "running") and (r.dir / "metrics.jsonl").exists():
+                    # a failed or stopped run's numbers are shown in its own row, never in the arm's aggregates
                     res = run_result(read_metrics(r.dir / "metrics.jsonl", self.warn))
                     res["minutes"] = r.minutes
-                    results.append(res)
+                    if r.status == "finished":
+                        results.append(res)
                 run_rows.append({
                     "seed": r.seed, "status": r.status, "rc": r.rc, "minutes": r.minutes, "dir": str(r.dir),
                     "command": r.command,
@@ -590,7 +606,7 @@ def render_markdown(data: dict) -> str:
              if sw.get("rebuilt") else
              f"Updated {sw['updated']} on {sw['machine']}. Preset `{sw['preset']}`, seeds {sw['seeds']}, "
              f"budget per run: {budget or 'the preset’s'}, eval data `{sw['eval_data'] or 'the preset’s'}`, "
-             f"{sw['parallel']} run(s) at a time with OMP_NUM_THREADS={sw['threads']}"
+             f"{sw['parallel']} run(s) at a time with OMP_NUM_THREADS={sw['threads'] or 'unset'}"
              + (f", flags for every run `{shlex.join(sw['extra'])}`" if sw["extra"] else "") + ".")
     L = [f"# Sweep: {sw['output_dir']}", "", setup,
          f"Runs: {count['finished']} finished, {failed} failed or stopped, {count['running']} running, "
@@ -618,11 +634,13 @@ def render_markdown(data: dict) -> str:
         cells = [f"{fmt_stat(sp[key]['first4'], digits=2)} -> {fmt_stat(sp[key]['last4'], digits=2)}" if key in sp else "–"
                  for key in [f"tasks/solve_{k}/accuracy" for k in KINDS] + ["tasks/propose/valid_rate"]]
         L.append(f"| {name} | " + " | ".join(cells) + f" | {fmt_stat(a['final_kl'], digits=4)} |")
-    L += ["", "## Runs", "", "| run | status | exit | iterations | minutes | eval overall before -> after |",
+    L += ["", "## Runs", "", "Failed or stopped runs show how far they got; only finished runs enter the tables above.", "",
+          "| run | status | exit | iterations | minutes | eval overall before -> after (at iteration) |",
           "|---|---|---|---|---|---|"]
     for name, a in arms.items():
         for r in a["runs"]:
             ev = (f"{f3((r['before'] or {}).get('overall'))} -> {f3((r['after'] or {}).get('overall'))}"
+                  + (f" ({r['after_iteration']})" if r["after_iteration"] is not None else "")
                   if r["before"] or r["after"] else "–")
             mins = "–" if r["minutes"] is None else f"{r['minutes']:.1f}"
             L.append(f"| {name}/seed{r['seed']} | {r['status']} | {'–' if r['rc'] is None else r['rc']} | "
@@ -698,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep.plan()
     if args.dry_run:
         for r in sweep.runs:
-            print(("# skip (finished): " if r.skipped else "") + f"OMP_NUM_THREADS={sweep.threads} {r.command}")
+            pin = f"OMP_NUM_THREADS={sweep.threads} " if sweep.threads else ""
+            print(("# skip (finished): " if r.skipped else "") + pin + r.command)
         return 0
     if args.summary_only:
         sweep.write_summary()

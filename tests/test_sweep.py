@@ -132,7 +132,9 @@ def test_summary_only_from_folders_on_disk(tmp_path):
     assert main["delta"]["overall"]["min"] == pytest.approx(0.04) and main["minutes"]["mean"] == 3.0
     assert main["iterations"]["mean"] == 4
     assert data["arms"]["beta0"]["seeds_failed"] == [0]
+    assert data["arms"]["beta0"]["before"]["overall"] is None  # a failed run never enters the aggregates...
     bad = data["arms"]["beta0"]["runs"][0]
+    assert bad["before"]["overall"] == 0.5  # ...but its own row shows how far it got
     assert bad["rc"] == 1 and bad["log_tail"].splitlines() == ["line one", "progress 10%", "progress 100%", "Traceback: boom"]
     assert any("torn" in w or "skipped" in w for w in data["warnings"])  # the torn line of main/seed0
     md = (out / "summary.md").read_text()
@@ -170,16 +172,21 @@ def test_threads_divide_the_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     args = sweep.parse_args(["--arm", "m=", "--output-dir", "o", "--parallel", "3"])
     assert sweep.threads_per_run(args) == 5
+    args.parallel = 1
+    assert sweep.threads_per_run(args) is None  # one at a time: unpinned, train.py's governor adapts
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # an explicit setting caps it
+    assert sweep.threads_per_run(args) == 2
+    args.parallel = 3
     assert sweep.threads_per_run(args) == 2
     args.threads = 4
     assert sweep.threads_per_run(args) == 4
 
 
 def test_dry_run_prints_commands(tmp_path, capsys):
-    assert sweep.main(["--arm", "a=", "--arm", "b=--lr 1e-4", "--seeds", "2", "--preset", "tiny",
+    assert sweep.main(["--arm", "a=", "--arm", "b=--lr 1e-4", "--seeds", "2", "--preset", "tiny", "--threads", "1",
                        "--output-dir", str(tmp_path / "o"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
+    assert all(line.startswith("OMP_NUM_THREADS=1 ") for line in lines)
     assert len(lines) == 4 and "--seed 0" in lines[0] and "b/seed0" in lines[1] and lines[3].endswith("--lr 1e-4")
     assert not (tmp_path / "o").exists()
 
@@ -286,3 +293,49 @@ def test_sigterm_stops_the_sweep_and_writes_the_summary(tmp_path):
     assert "stopped by a signal" in log.read_text()  # the run got SIGTERM and checkpointed
     assert (out / "a" / "seed0" / "checkpoint").is_dir()
     assert "### a/seed0: interrupted" in (out / "summary.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------------
+# bench/gpu_call2.sh (the device call) run here: tiny preset, a stand-in model file split in two
+
+
+def gpu_call2(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    park, b = tmp_path / "park", tmp_path / "b"
+    if not park.exists():
+        park.mkdir()
+        b.mkdir()
+        (park / "part00").write_bytes(b"first piece ")
+        (b / "part01").write_bytes(b"second piece")
+        digest = subprocess.run(["md5sum"], input=b"first piece second piece", capture_output=True).stdout.split()[0]
+        (b / "smol.md5").write_text(f"{digest.decode()}  smol.gguf\n")
+    e = {**os.environ, "OMP_NUM_THREADS": "1", "PY": sys.executable, "SITE": str(tmp_path / "no_site"),
+         "PARK": str(park), "B": str(b), "R": str(tmp_path / "runs"), "OUT": str(tmp_path / "out"), "PRESET": "tiny",
+         "GPU_FLAGS": "--iterations 1", "PARALLEL": "2", "SEEDS": "1", "BUDGET_S": "240", "OVERHEAD_S": "60", **env}
+    return subprocess.run(["bash", str(ROOT / "bench" / "gpu_call2.sh")], env=e, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_gpu_call2_refuses_early(tmp_path):
+    """No GPU time on runs when the machine is fresh, the model does not join, or the runs cannot fit."""
+    proc = gpu_call2(tmp_path, PARK=str(tmp_path / "fresh"))
+    assert proc.returncode == 3 and "fresh machine" in proc.stdout
+    proc = gpu_call2(tmp_path, ARMS="a=;b=;c=;d=", PARALLEL="3", SEEDS="2", BUDGET_S="510", OVERHEAD_S="100")
+    assert proc.returncode == 2 and "8 runs in 3 wave(s)" in proc.stdout and not (tmp_path / "runs").exists()
+    (tmp_path / "park" / "part00").write_bytes(b"other piece ")
+    proc = gpu_call2(tmp_path)
+    assert proc.returncode == 4 and "md5" in proc.stdout
+
+
+@pytest.mark.slow
+def test_gpu_call2_runs_the_sweep_and_packs_the_results(tmp_path):
+    proc = gpu_call2(tmp_path, ARMS="x=; y=--lr 0.01  # comment")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "smol.gguf: OK" in proc.stdout and "2 runs, 2 at a time: 1 wave(s) of 240 s; time limit per run 3.00 min" in proc.stdout
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"summary.md", "summary.json", "summary.png", "sweep.log", "runs.tgz"}
+    data = json.loads((out / "summary.json").read_text())
+    assert list(data["arms"]) == ["x", "y"] and data["arms"]["y"]["flags"] == "--lr 0.01"
+    assert all(a["seeds_finished"] == [0] for a in data["arms"].values())
+    assert data["sweep"]["time_limit_minutes"] == 3.0 and data["sweep"]["parallel"] == 2
+    listing = subprocess.run(["tar", "tzf", str(out / "runs.tgz")], capture_output=True, text=True).stdout
+    assert "./x/seed0/metrics.jsonl" in listing and "./y/seed0/train.log" in listing and "checkpoint" not in listing
