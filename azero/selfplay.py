@@ -29,7 +29,7 @@ from azero.buffers import TaskBuffer, random_task, seed_tasks
 from azero.config import Config
 from azero.models import training_attention
 from azero.rl import advantages as adv
-from azero.rl.batching import micro_batches, unpad
+from azero.rl.batching import micro_batches, plan, unpad
 from azero.rl.kl import kl_estimate
 from azero.rl.logprobs import completion_logprobs
 from azero.rl.loss import policy_loss
@@ -272,7 +272,7 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
     all_rewards, all_groups = gather(rewards.to(acc.device)).cpu(), gather(groups.to(acc.device)).cpu()
     six = gather(adv.group_ids(task_idx, role_idx, "task_role").to(acc.device)).cpu()  # for the per-group metrics
 
-    mbs = micro_batches(seqs, cfg.micro_batch_size, ctx.tokenizer.pad_token_id)
+    mbs = plan_micro_batches(ctx, seqs)
     global_tokens = reduce(torch.tensor(float(sum(len(c) for _, c in seqs)), device=acc.device), "sum").item()
     # DDP averages gradients over ranks, so each rank divides by (global count / world size).
     count = global_tokens if cfg.aggregation == "token-mean" else float(len(all_rewards))
@@ -331,17 +331,19 @@ def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, no
     cfg, acc = ctx.cfg, ctx.accelerator
     totals: dict[str, torch.Tensor | float] = defaultdict(float)
     nonfinite = torch.zeros((), device=acc.device)
-    for i, mb in enumerate(mbs):
-        ids, attn, mask = (getattr(mb, k).to(acc.device) for k in ("input_ids", "attention_mask", "completion_mask"))
-        C = mb.completion_len
-        a = advantages[mb.rows, :C] if advantages.dim() == 2 else advantages[mb.rows]  # [M, C] or [M]
+    # every micro-batch's advantages ([M, C] or [M]) on the device before the loop: a host-to-device copy inside it
+    # would wait for the GPU; the micro-batches themselves were built on the device
+    advs = [(advantages[mb.rows, :mb.completion_len] if advantages.dim() == 2 else advantages[mb.rows]).to(acc.device)
+            for mb in mbs]
+    for i, (mb, a) in enumerate(zip(mbs, advs)):
+        ids, attn, mask, C = mb.input_ids, mb.attention_mask, mb.completion_mask, mb.completion_len
         with acc.no_sync(ctx.model) if i < len(mbs) - 1 else nullcontext():
             with acc.autocast():
                 logp, entropy = completion_logprobs(ctx.model, ids, attn, C, temperature=cfg.temperature,
                                                     with_entropy=True, entropy_grad=cfg.entropy_coef != 0)
             if old_logps[i] is None:
                 old_logps[i] = logp.detach()
-            loss, mets = policy_loss(logp, old_logps[i], a.to(acc.device), mask, ref_logp=ref_logps[i],
+            loss, mets = policy_loss(logp, old_logps[i], a, mask, ref_logp=ref_logps[i],
                                      kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator, entropy=entropy,
                                      entropy_coef=cfg.entropy_coef, clip_eps=cfg.clip_eps,
                                      aggregation=cfg.aggregation, normalizer=normalizer)
@@ -362,6 +364,17 @@ def optimizer_step(ctx: Context, nonfinite: torch.Tensor) -> tuple[float, bool]:
         ctx.optimizer.step()
     ctx.optimizer.zero_grad(set_to_none=True)
     return grad_norm, skipped
+
+
+def plan_micro_batches(ctx: Context, seqs) -> list:
+    """Micro-batches by the token budget, built on the training device. Ranks hold different lengths and so may
+    plan different counts: all take the largest, so every rank runs the same number of passes."""
+    cfg, acc = ctx.cfg, ctx.accelerator
+    count = len(plan(seqs, cfg.micro_batch_size, cfg.micro_batch_tokens))
+    if acc.num_processes > 1:
+        count = int(gather(torch.tensor([count], device=acc.device)).max())
+    return micro_batches(seqs, cfg.micro_batch_size, ctx.tokenizer.pad_token_id, max_tokens=cfg.micro_batch_tokens,
+                         count=count, device=acc.device)
 
 
 @torch.no_grad()

@@ -52,13 +52,15 @@ def describe(cfg: Config, resume_dir: str | None, world: int) -> str:
             f"batch arithmetic: {world} process(es) x [3 task types x {per_rank} proposals + up to "
             f"{3 * per_rank * cfg.learnability_rollouts} learnability rollouts + 3 x {per_rank} solver tasks]"
             f" -> {n_seq} trained sequences per rank ({6 * cfg.batch_size} in all) in "
-            f"{math.ceil(n_seq / cfg.micro_batch_size)} micro-batches of <= {cfg.micro_batch_size}; one optimizer step")
+            f"micro-batches of <= {cfg.micro_batch_size} sequences and <= {cfg.micro_batch_tokens or 'any'} padded "
+            f"tokens (at least {math.ceil(n_seq / cfg.micro_batch_size)}); one optimizer step")
 
 
 def build_context(cfg: Config, accelerator, resume_dir: str | None, say) -> tuple[Context, int]:
     """Seeds, tokenizer, policy, frozen reference, optimizer, scheduler and buffers, restored from ``resume_dir``
     when given. Returns the context and the iteration to continue after (0 for a new run)."""
     from azero.models import frozen_copy, load_policy, load_tokenizer
+    from azero.rl.sampling import make_engine
 
     # torch/numpy/python differ per rank (ranks sample different completions); the task RNG is shared so
     # every rank builds the same prompts and solver batches from its identical buffers.
@@ -95,7 +97,10 @@ def build_context(cfg: Config, accelerator, resume_dir: str | None, say) -> tupl
         start = state["iteration"]
         say(f"RESUMED from {resume_dir} at iteration {start} (buffers: "
             + ", ".join(f"{k} {len(buffers[k])}" for k in TASK_KINDS) + ")")
-    return Context(cfg, accelerator, model, ref_model, tokenizer, optimizer, scheduler, buffers, task_rng), start
+    engine = make_engine(cfg.rollout_engine, policy, tokenizer, synced_gpus=cfg.synced_gpus,
+                         memory_gb=cfg.rollout_memory_gb, cuda_graphs=cfg.cuda_graphs)
+    return Context(cfg, accelerator, model, ref_model, tokenizer, optimizer, scheduler, buffers, task_rng,
+                   engine=engine), start
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -1,8 +1,10 @@
 """Re-batching sampled sequences for the training passes.
 
 Rollouts come from several ``generate`` calls with different paddings. For the update we strip each
-row to its real tokens, sort rows by length and cut them into micro-batches, so short solver answers
-are not padded to proposer length, then pad each micro-batch on its own (prompt left, completion right).
+row to its real tokens, sort rows by length and cut them into micro-batches by a token budget (rows x
+(longest prompt + longest completion) of the micro-batch), so short solver answers are not padded to proposer
+length and a micro-batch of short rows holds more of them, then pad each micro-batch on its own (prompt left,
+completion right), on the training device, before the loop starts.
 """
 
 from __future__ import annotations
@@ -30,15 +32,40 @@ def unpad(prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor, compl
     return [(p[pm.bool()], c[cm.bool()]) for p, pm, c, cm in zip(prompt_ids, prompt_mask, completion_ids, completion_mask)]
 
 
-def micro_batches(seqs: list[tuple[Tensor, Tensor]], size: int, pad_id: int) -> list[MicroBatch]:
-    """Length-sorted micro-batches of at most ``size`` rows. The count, ceil(len / size), depends only on
-    the number of rows, so every rank runs the same number of forward/backward passes."""
+def micro_batches(seqs: list[tuple[Tensor, Tensor]], size: int, pad_id: int, *, max_tokens: int = 0,
+                  count: int | None = None, device: torch.device | str = "cpu") -> list[MicroBatch]:
+    """Length-sorted micro-batches of at most ``size`` rows and (``max_tokens`` > 0) at most ``max_tokens`` padded
+    tokens; a single row longer than the budget is a micro-batch of its own. ``count`` (>= ``len(plan(...))``)
+    splits the largest micro-batches until there are that many: ranks agree on the largest count so every rank
+    runs the same number of forward/backward passes (ranks hold the same number of rows, so it is reachable)."""
+    chunks = plan(seqs, size, max_tokens)
+    while count is not None and len(chunks) < count:
+        k = max((i for i, c in enumerate(chunks) if len(c) > 1), key=lambda i: _cost(seqs, chunks[i]), default=None)
+        if k is None:
+            raise ValueError(f"cannot make {count} micro-batches of {len(seqs)} rows")
+        half = len(chunks[k]) // 2
+        chunks[k:k + 1] = [chunks[k][:half], chunks[k][half:]]
+    return [collate([seqs[i] for i in chunk], torch.tensor(chunk), pad_id, device) for chunk in chunks]
+
+
+def plan(seqs: list[tuple[Tensor, Tensor]], size: int, max_tokens: int = 0) -> list[list[int]]:
+    """Row indices per micro-batch: sorted by length, cut greedily at ``size`` rows or ``max_tokens`` padded tokens."""
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
-    return [collate([seqs[i] for i in chunk], torch.tensor(chunk), pad_id)
-            for chunk in (order[k:k + size] for k in range(0, len(order), size))]
+    chunks: list[list[int]] = []
+    for i in order:
+        if chunks and len(chunks[-1]) < size and (not max_tokens or _cost(seqs, chunks[-1] + [i]) <= max_tokens):
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
 
 
-def collate(seqs: list[tuple[Tensor, Tensor]], rows: Tensor, pad_id: int) -> MicroBatch:
+def _cost(seqs: list[tuple[Tensor, Tensor]], rows: list[int]) -> int:
+    """Padded tokens of a micro-batch: rows x (longest prompt + longest completion, at least 1)."""
+    return len(rows) * (max(len(seqs[i][0]) for i in rows) + max(max(len(seqs[i][1]) for i in rows), 1))
+
+
+def collate(seqs: list[tuple[Tensor, Tensor]], rows: Tensor, pad_id: int, device: torch.device | str = "cpu") -> MicroBatch:
     P = max(len(p) for p, _ in seqs)
     C = max(max(len(c) for _, c in seqs), 1)
     ids = torch.full((len(seqs), P + C), pad_id, dtype=torch.long)
@@ -47,4 +74,5 @@ def collate(seqs: list[tuple[Tensor, Tensor]], rows: Tensor, pad_id: int) -> Mic
         ids[i, P - len(p):P] = p
         ids[i, P:P + len(c)] = c
         attn[i, P - len(p):P + len(c)] = 1
+    ids, attn = ids.to(device), attn.to(device)
     return MicroBatch(rows, ids, attn, attn[:, P:].clone())

@@ -25,7 +25,7 @@ import contextlib
 import inspect
 import warnings
 from dataclasses import dataclass, replace
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence, get_args
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ from torch import Tensor
 from azero.rl.stops import StopMatcher
 
 SYNC_EVERY_CUDA = 8  # decode steps between "all rows finished?" checks on CUDA (each check is a host sync)
-ENGINES = ("hf", "vllm")
+RolloutEngine = Literal["hf", "vllm"]
 STATS = {"stop_fallbacks": 0}  # completions whose end the token-id automaton could not give (tests read it)
 
 
@@ -107,7 +107,7 @@ def make_engine(name: str, model: torch.nn.Module, tokenizer, *, synced_gpus: bo
         from azero.rl.vllm_engine import VLLMEngine
 
         return VLLMEngine(_unwrap(model), tokenizer, **vllm_options)
-    raise ValueError(f"unknown rollout engine {name!r}; choose one of {ENGINES}")
+    raise ValueError(f"unknown rollout engine {name!r}; choose one of {get_args(RolloutEngine)}")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 
@@ -99,3 +101,37 @@ def test_step_zero_ratio_is_one_and_k3_is_zero(model, tokenizer):
                              normalizer=mask.sum())
     assert metrics["loss/kl"].item() == 0.0 and metrics["loss/clip_frac"].item() == 0.0
     assert metrics["loss/ratio"].item() == 1.0
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_chunked_head_equals_the_models_own_logits(model, make_batch, monkeypatch, autocast):
+    """The chunked head (two positions per chunk here) gives the plain path's log-probs, entropies and gradients,
+    entropy bonus included, in fp32 and under bf16 autocast."""
+    from azero.rl import logprobs as lp
+
+    input_ids, attention_mask, C, mask = make_batch(PROMPTS, COMPLETIONS)
+    weights = torch.randn(3, C)
+
+    def run(chunked: bool):
+        model.zero_grad()
+        monkeypatch.setattr(lp, "plain_head", lp.plain_head if chunked else (lambda m: None))
+        monkeypatch.setattr(lp, "head_chunk_rows", lambda vocab, device: 2)
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        with ctx:
+            logp, entropy = completion_logprobs(model, input_ids, attention_mask, C, temperature=0.7,
+                                                with_entropy=True, entropy_grad=True)
+        ((logp * weights + 0.3 * entropy) * mask).sum().backward()
+        return logp.detach(), entropy.detach(), [p.grad.clone() for p in model.parameters()]
+
+    assert lp.plain_head(model) is not None
+    (a_logp, a_ent, a_grads), (b_logp, b_ent, b_grads) = run(True), run(False)
+    tol = dict(atol=2e-2, rtol=2e-2) if autocast else dict(atol=1e-5, rtol=1e-4)
+    assert torch.allclose(a_logp * mask, b_logp * mask, **tol) and torch.allclose(a_ent * mask, b_ent * mask, **tol)
+    for a, b in zip(a_grads, b_grads):
+        assert torch.allclose(a, b, **tol)
+
+
+def test_chunked_head_keeps_entropy_out_of_the_graph_unless_asked(model, make_batch):
+    input_ids, attention_mask, C, mask = make_batch(PROMPTS, COMPLETIONS)
+    logp, entropy = completion_logprobs(model, input_ids, attention_mask, C, with_entropy=True)
+    assert logp.requires_grad and not entropy.requires_grad
