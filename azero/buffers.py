@@ -3,6 +3,9 @@
 A buffer is a FIFO of verified tasks (oldest dropped first once over capacity; the official AZR
 code keeps the first 16384 instead, which freezes a full buffer). It hands out proposer references
 and solver batches, and keeps a running count of program signatures for the diversity bonus.
+Each entry remembers the iteration it was added at (0 for seeds and built-in tasks) and the solve
+rate p measured when it was proposed, for the curriculum: the buffer keeps its most recent
+*learnable* entries (0 < p < 1) as the "frontier", from which references can be drawn.
 All randomness comes from the caller's `random.Random`, so every rank draws the same samples.
 """
 
@@ -23,16 +26,37 @@ def _signature(task: Task) -> str:
     return parse_program(task.program).signature  # parse_program is cached: cheap on repeats
 
 
+def is_learnable(solve_rate: float | None) -> bool:
+    """0 < p < 1: the solver sometimes, but not always, solves the task (AZR's learnability)."""
+    return solve_rate is not None and 0.0 < solve_rate < 1.0
+
+
+class _Entries:
+    """(task, iteration added) by index, without copying the buffer."""
+
+    def __init__(self, buffer: TaskBuffer) -> None:
+        self.buffer = buffer
+
+    def __len__(self) -> int:
+        return len(self.buffer._tasks)
+
+    def __getitem__(self, i: int) -> tuple[Task, int]:
+        return self.buffer._tasks[i], self.buffer._added[i]
+
+
 class TaskBuffer:
-    def __init__(self, kind: str, capacity: int = 16384) -> None:
+    def __init__(self, kind: str, capacity: int = 16384, frontier_size: int = 64) -> None:
         if kind not in TASK_KINDS:
             raise ValueError(f"unknown task kind {kind!r}; expected one of {TASK_KINDS}")
-        if capacity < 1:
-            raise ValueError(f"capacity must be positive, got {capacity}")
+        if capacity < 1 or frontier_size < 1:
+            raise ValueError(f"capacity and frontier_size must be positive, got {capacity}, {frontier_size}")
         self.kind = kind
         self.capacity = capacity
         self._tasks: deque[Task] = deque()
+        self._added: deque[int] = deque()  # iteration each entry was added at, parallel to _tasks
         self._signatures: Counter[str] = Counter()
+        # the most recent learnable entries as (task, iteration added): references at the solver's edge
+        self._frontier: deque[tuple[Task, int]] = deque(maxlen=frontier_size)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -40,14 +64,23 @@ class TaskBuffer:
     def __iter__(self):
         return iter(self._tasks)
 
-    def add(self, tasks: Iterable[Task]) -> None:
-        """Append tasks (whatever their reward, as in AZR); evict the oldest beyond capacity."""
-        for task in tasks:
+    def add(self, tasks: Iterable[Task], iteration: int = 0, solve_rates: Sequence[float | None] | None = None) -> None:
+        """Append tasks (whatever their reward, as in AZR); evict the oldest beyond capacity.
+        ``solve_rates`` (one per task, None for built-in ones) decides which enter the frontier."""
+        tasks = list(tasks)
+        rates = [None] * len(tasks) if solve_rates is None else list(solve_rates)
+        if len(rates) != len(tasks):
+            raise ValueError(f"{len(tasks)} tasks but {len(rates)} solve rates")
+        for task, rate in zip(tasks, rates):
             if task.kind != self.kind:
                 raise ValueError(f"a {task.kind} task cannot go into the {self.kind} buffer")
             self._tasks.append(task)
+            self._added.append(iteration)
             self._signatures[_signature(task)] += 1
+            if is_learnable(rate):
+                self._frontier.append((task, iteration))
             if len(self._tasks) > self.capacity:
+                self._added.popleft()
                 self._forget(self._tasks.popleft())
 
     def _forget(self, task: Task) -> None:
@@ -60,6 +93,30 @@ class TaskBuffer:
         """min(k, len) tasks drawn uniformly without replacement (the proposer's references)."""
         indices = rng.sample(range(len(self._tasks)), min(k, len(self._tasks)))
         return [self._tasks[i] for i in indices]
+
+    def references(self, k: int, rng: random.Random, frontier: float = 0.0) -> tuple[list[Task], list[int]]:
+        """K proposer references and the iteration each was added at. A share ``frontier`` of them
+        (rounded; fewer if the frontier holds fewer) comes from the recent learnable tasks, the rest
+        uniformly from the whole buffer (the paper: all uniform), without repeating a task; shuffled so
+        the frontier ones do not always sit next to the prompt's end."""
+        picked: list[tuple[Task, int]] = []
+        chosen: set[Task] = set()
+
+        def take(pool, want: int) -> None:  # up to `want` distinct new tasks; 2x draws skip most repeats
+            goal = len(picked) + want
+            for i in rng.sample(range(len(pool)), min(2 * want, len(pool))):
+                task, added = pool[i]
+                if len(picked) < goal and task not in chosen:
+                    picked.append((task, added))
+                    chosen.add(task)
+
+        take(self._frontier, round(frontier * k))
+        take(_Entries(self), k - len(picked))
+        rng.shuffle(picked)
+        return [task for task, _ in picked], [added for _, added in picked]
+
+    def frontier_size(self) -> int:
+        return len(self._frontier)
 
     def solver_batch(self, new: Sequence[Task], size: int, rng: random.Random) -> list[Task]:
         """`size` solver tasks: this iteration's new tasks first (a random subset if there are more), the rest
@@ -87,15 +144,24 @@ class TaskBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         tasks = [task.to_dict() for task in self._tasks]
-        return {"kind": self.kind, "capacity": self.capacity, "tasks": tasks}
+        frontier = [[task.to_dict(), added] for task, added in self._frontier]
+        return {"kind": self.kind, "capacity": self.capacity, "tasks": tasks, "added": list(self._added),
+                "frontier": frontier}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the tasks; this buffer's own capacity (from the config) wins over the saved one."""
+        """Restore the tasks; this buffer's own capacity and frontier size (from the config) win over the
+        saved ones. Checkpoints from before the curriculum fields load with every entry at iteration 0."""
         if state["kind"] != self.kind:
             raise ValueError(f"state of a {state['kind']} buffer cannot load into the {self.kind} buffer")
         self._tasks.clear()
+        self._added.clear()
         self._signatures.clear()
-        self.add(Task.from_dict(d) for d in state["tasks"])
+        self._frontier.clear()
+        tasks = [Task.from_dict(d) for d in state["tasks"]]
+        added = state.get("added", [0] * len(tasks))
+        for task, iteration in zip(tasks, added):
+            self.add([task], iteration=int(iteration))
+        self._frontier.extend((Task.from_dict(d), int(added)) for d, added in state.get("frontier", []))
 
 
 # ---------------------------------------------------------------------------------------------

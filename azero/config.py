@@ -29,6 +29,7 @@ from azero.rl.sampling import RolloutEngine
 from azero.tasks.common import ProposerReward
 
 MixedPrecision = Literal["no", "bf16", "fp16"]  # Accelerate's autocast modes
+TrainRollouts = Literal["none", "learnable", "all"]  # which learnability rollouts also train the solver (selfplay.py)
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,12 @@ class Config:
                                                           "ablation)")
     proposer_extreme_reward: float = opt(0.0, "reward of a valid proposal with p in {0, 1}: paper 0, AZR code -0.5")
     diversity_coef: float = opt(0.0, "bonus for a proposal whose operator skeleton is new to the buffer")
+    # --- curriculum (azero/curriculum.py)
+    reference_frontier: float = opt(0.0, "share of the K references drawn from recent learnable tasks (0 < p < 1); "
+                                         "0 = uniform over the buffer (paper)", ge=0, le=1)
+    frontier_size: int = opt(64, "recent learnable tasks kept per buffer as the frontier", ge=1)
+    train_rollouts: TrainRollouts = opt("none", "also train the solver on the learnability rollouts: none (paper), "
+                                                "learnable (those of tasks with 0 < p < 1) or all")
     # --- advantages
     grouping: Grouping = opt("task_role", "baselines: task_role (6, TRR++), role (2) or global (1)")
     adv_eps: float = opt(1e-6, "A = (r - mean) / (std + eps)", ge=0)
@@ -79,7 +86,8 @@ class Config:
     kl_estimator: KLEstimator = opt("k3", "estimator of the KL term in the loss")
     kl_in_reward: bool = opt(False, "fold k1 into per-token returns instead (REINFORCE++ paper)")
     entropy_coef: float = opt(0.0, "entropy bonus")
-    aggregation: Aggregation = opt("token-mean", "token-mean (global token count) or seq-mean")
+    aggregation: Aggregation = opt("token-mean", "token-mean (global token count), seq-mean, or group-token-mean "
+                                                 "(mean over the (task, role) groups of each group's token mean)")
     # --- optimizer
     lr: float = opt(5e-6, "AdamW learning rate (constant after warmup)", gt=0)
     weight_decay: float = opt(0.01, "AdamW weight decay", ge=0)

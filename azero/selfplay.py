@@ -25,7 +25,8 @@ from typing import Callable
 import torch
 from accelerate.utils import gather, gather_object, reduce
 
-from azero.buffers import TaskBuffer, random_task, seed_tasks
+from azero import curriculum
+from azero.buffers import TaskBuffer, is_learnable, random_task, seed_tasks
 from azero.config import Config
 from azero.models import training_attention
 from azero.rl import advantages as adv
@@ -74,6 +75,7 @@ class Proposal:
     task: Task | None = None
     reason: str = ""                              # rejection reason when task is None
     solve_rate: float | None = None               # learnability estimate p
+    reference_added: list[int] = field(default_factory=list)  # iteration each shown reference was added at
 
 
 @dataclass
@@ -104,11 +106,11 @@ def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
     with m.timer("validate"):                                 # 2. the verifier, never the model
         validate(proposals)
     with m.timer("learnability"):                             # 3. n solver rollouts per valid proposal
-        learn_tokens = estimate_learnability(ctx, proposals)
-    new = share_new_tasks(ctx, proposals)                     # every valid proposal, from every rank
+        learn = estimate_learnability(ctx, proposals)
+    new, rates = share_new_tasks(ctx, proposals)              # every valid proposal, from every rank
     novel = novelty(ctx, proposals)                           # before the buffers take this iteration's tasks
     for kind in TASK_KINDS:
-        ctx.buffers[kind].add(new[kind])
+        ctx.buffers[kind].add(new[kind], iteration=iteration, solve_rates=rates[kind])
     with m.timer("solve"):                                    # 4. B solver tasks per type, new ones first
         solve_tasks, solve_rollout = solve(ctx, new)
     with m.timer("verify"):                                   # 5. rewards
@@ -121,6 +123,12 @@ def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
     role_idx = torch.tensor([0] * len(proposals) + [1] * len(solve_tasks))
     seqs = unpad(prop_rollout.prompt_ids, prop_rollout.prompt_mask, prop_rollout.completion_ids, prop_rollout.completion_mask) \
         + unpad(solve_rollout.prompt_ids, solve_rollout.prompt_mask, solve_rollout.completion_ids, solve_rollout.completion_mask)
+    if cfg.train_rollouts != "none":                          # optionally: learnability rollouts join the solve groups
+        extra_seqs, extra_rewards, extra_tasks = trained_rollouts(learn, cfg.train_rollouts)
+        seqs += extra_seqs
+        rewards = torch.cat([rewards, extra_rewards])
+        task_idx = torch.cat([task_idx, extra_tasks])
+        role_idx = torch.cat([role_idx, torch.ones_like(extra_tasks)])
 
     with m.timer("update"):                                   # 6-7. TRR++ advantages, loss, optimizer step(s)
         update_metrics = update(ctx, seqs, rewards, task_idx, role_idx)
@@ -129,8 +137,10 @@ def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
     counts = count_outcomes(proposals, novel, solve_tasks, verdicts, prop_rollout, solve_rollout)
     m.values.update(outcome_metrics(all_reduce_dict(ctx.accelerator, counts)))
     m.values.update({f"buffer/{kind}/size": len(ctx.buffers[kind]) for kind in TASK_KINDS})
+    m.values.update(curriculum_metrics(ctx, proposals, iteration))
     m["time/iteration"] = time.perf_counter() - t0
     m["time/generate"] = m.values["time/propose"] + m.values["time/learnability"] + m.values["time/solve"]
+    learn_tokens = learn.rollout.completion_mask.sum() if learn.rollout is not None else 0
     gen_tokens = reduce(torch.tensor(float(prop_rollout.completion_mask.sum() + solve_rollout.completion_mask.sum()
                                            + learn_tokens), device=ctx.accelerator.device), "sum").item()
     m["perf/generated_tokens_per_s"] = gen_tokens / max(m.values["time/generate"], 1e-9)
@@ -156,9 +166,9 @@ def build_proposals(ctx: Context, per_kind: int, kinds=TASK_KINDS) -> list[Propo
     out = []
     for kind in kinds:
         for _ in range(per_kind):
-            refs = ctx.buffers[kind].sample(ctx.cfg.references, ctx.task_rng)
+            refs, added = ctx.buffers[kind].references(ctx.cfg.references, ctx.task_rng, ctx.cfg.reference_frontier)
             target = sample_program_task(ctx) if kind == "induction" else None
-            out.append(Proposal(kind, TASKS[kind].proposer_prompt(refs, target), target))
+            out.append(Proposal(kind, TASKS[kind].proposer_prompt(refs, target), target, reference_added=added))
     return out
 
 
@@ -191,31 +201,57 @@ def validate(proposals: list[Proposal]) -> None:
             p.reason = str(e)
 
 
-def estimate_learnability(ctx: Context, proposals: list[Proposal]) -> float:
+@dataclass
+class Learnability:
+    """The learnability rollouts: row i * n + j is sample j for valid proposal i."""
+    rollout: Rollout | None                       # None when nothing on this rank was valid
+    proposals: list[Proposal]                     # the valid proposals, one per n rows
+    verdicts: list[Verdict]                       # one per row
+
+
+def estimate_learnability(ctx: Context, proposals: list[Proposal]) -> Learnability:
     """p = fraction of n solver rollouts (current, pre-update policy) that solve each valid proposal.
-    These rollouts only feed the proposer reward; they are never trained on. Returns tokens generated."""
+    In the paper these rollouts only feed the proposer reward; ``--train-rollouts`` also trains on them."""
     valid = [p for p in proposals if p.task is not None]
     n = ctx.cfg.learnability_rollouts
     prompts = [TASKS[p.kind].solver_prompt(p.task) for p in valid]
     if not prompts:  # nothing valid on this rank
         if ctx.cfg.synced_gpus:  # sharded weights: every rank must still step through one generate call
             sample(ctx, ["Calculate: 0 + 0 = "], ctx.cfg.solve_max_tokens, stop=["\n"])
-        return 0.0
+        return Learnability(None, [], [])
     rollout = sample(ctx, prompts, ctx.cfg.solve_max_tokens, stop=union(TASKS[k].SOLVE_STOP for k in TASK_KINDS), n=n)
+    verdicts = [TASKS[valid[i // n].kind].judge(valid[i // n].task, text) for i, text in enumerate(rollout.texts)]
     for i, p in enumerate(valid):
-        texts = rollout.texts[i * n:(i + 1) * n]
-        p.solve_rate = sum(TASKS[p.kind].judge(p.task, t) is Verdict.CORRECT for t in texts) / n
-    return float(rollout.completion_mask.sum())
+        p.solve_rate = sum(v is Verdict.CORRECT for v in verdicts[i * n:(i + 1) * n]) / n
+    return Learnability(rollout, valid, verdicts)
 
 
-def share_new_tasks(ctx: Context, proposals: list[Proposal]) -> dict[str, list[Task]]:
-    """Valid proposals of all ranks, in rank order, so every rank adds the same tasks to its buffers."""
-    local = [p.task for p in proposals if p.task is not None]
+def trained_rollouts(learn: Learnability, which: str) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """The learnability rollouts to train as extra solver sequences: (seqs, [M] rewards, [M] task index).
+    ``learnable``: those of tasks with 0 < p < 1, whose n answers disagree, so they carry a signal; ``all``: every one.
+    They are samples of the same pre-update policy as the solve phase's, so the update stays on-policy."""
+    if learn.rollout is None:
+        return [], torch.zeros(0), torch.zeros(0, dtype=torch.long)
+    n = len(learn.verdicts) // len(learn.proposals)
+    rows = [i for i in range(len(learn.verdicts)) if which == "all" or is_learnable(learn.proposals[i // n].solve_rate)]
+    ro = learn.rollout
+    keep = set(rows)
+    seqs = [s for i, s in enumerate(unpad(ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)) if i in keep]
+    rewards = torch.tensor([SOLVER_REWARD[learn.verdicts[i]] for i in rows], dtype=torch.float32)
+    tasks = torch.tensor([TASK_KINDS.index(learn.proposals[i // n].kind) for i in rows], dtype=torch.long)
+    return seqs, rewards, tasks
+
+
+def share_new_tasks(ctx: Context, proposals: list[Proposal]) -> tuple[dict[str, list[Task]], dict[str, list]]:
+    """Valid proposals of all ranks and their solve rates (None before learnability), per task type, in rank
+    order, so every rank adds the same tasks to its buffers."""
+    local = [(p.task, p.solve_rate) for p in proposals if p.task is not None]
     everyone = gather_object(local) if ctx.accelerator.num_processes > 1 else local
-    new = defaultdict(list)
-    for t in everyone:
+    new, rates = defaultdict(list), defaultdict(list)
+    for t, rate in everyone:
         new[t.kind].append(t)
-    return new
+        rates[t.kind].append(rate)
+    return new, rates
 
 
 def solve(ctx: Context, new: dict[str, list[Task]]) -> tuple[list[Task], Rollout]:
@@ -266,17 +302,20 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
     length-bucketed micro-batch. Every rank runs the same number of passes; a non-finite loss or gradient skips
     the step on all ranks together."""
     cfg, acc = ctx.cfg, ctx.accelerator
-    n_local, rank = len(seqs), acc.process_index
-    mine = slice(rank * n_local, (rank + 1) * n_local)
     groups = adv.group_ids(task_idx, role_idx, cfg.grouping)
-    all_rewards, all_groups = gather(rewards.to(acc.device)).cpu(), gather(groups.to(acc.device)).cpu()
-    six = gather(adv.group_ids(task_idx, role_idx, "task_role").to(acc.device)).cpu()  # for the per-group metrics
+    six = adv.group_ids(task_idx, role_idx, "task_role")  # the per-group metrics and group-token-mean use these
+    lengths = torch.tensor([float(len(c)) for _, c in seqs])
+    # every rank's rows in rank order (ranks may hold different counts, e.g. with --train-rollouts)
+    (all_rewards, all_groups, six, all_lengths), mine = gather_rows(acc, rewards, groups, six, lengths)
 
     mbs = plan_micro_batches(ctx, seqs)
-    global_tokens = reduce(torch.tensor(float(sum(len(c) for _, c in seqs)), device=acc.device), "sum").item()
+    global_tokens = float(all_lengths.sum())
     # DDP averages gradients over ranks, so each rank divides by (global count / world size).
-    count = global_tokens if cfg.aggregation == "token-mean" else float(len(all_rewards))
-    normalizer = count / acc.num_processes
+    if cfg.aggregation == "group-token-mean":  # a divisor per sequence: its (task, role) group's tokens x groups
+        normalizer = adv.group_token_divisors(all_lengths, six)[mine] / acc.num_processes  # [n_local]
+    else:
+        count = global_tokens if cfg.aggregation == "token-mean" else float(len(all_rewards))
+        normalizer = count / acc.num_processes
 
     # The KL to the frozen reference, decided here and only here: reference log-probs once per micro-batch, then
     # either a loss term (gradient through logp) or k1 folded into per-token rewards before the normalisation
@@ -335,7 +374,8 @@ def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, no
     # would wait for the GPU; the micro-batches themselves were built on the device
     advs = [(advantages[mb.rows, :mb.completion_len] if advantages.dim() == 2 else advantages[mb.rows]).to(acc.device)
             for mb in mbs]
-    for i, (mb, a) in enumerate(zip(mbs, advs)):
+    divisors = [normalizer[mb.rows].to(acc.device) if torch.is_tensor(normalizer) else normalizer for mb in mbs]
+    for i, (mb, a, divisor) in enumerate(zip(mbs, advs, divisors)):
         ids, attn, mask, C = mb.input_ids, mb.attention_mask, mb.completion_mask, mb.completion_len
         with acc.no_sync(ctx.model) if i < len(mbs) - 1 else nullcontext():
             with acc.autocast():
@@ -346,7 +386,7 @@ def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, no
             loss, mets = policy_loss(logp, old_logps[i], a, mask, ref_logp=ref_logps[i],
                                      kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator, entropy=entropy,
                                      entropy_coef=cfg.entropy_coef, clip_eps=cfg.clip_eps,
-                                     aggregation=cfg.aggregation, normalizer=normalizer)
+                                     aggregation=cfg.aggregation, normalizer=divisor)
             nonfinite += (~torch.isfinite(loss.detach())).float()
             acc.backward(loss)
         for k, v in mets.items():
@@ -401,7 +441,7 @@ def kl_shaped_advantages(ctx, mbs, k1, seqs, all_rewards, all_groups) -> tuple[t
         kl[mb.rows, :C] = (k * mb.completion_mask.to(k.device)).float().cpu()[:, :width]
     for i, (_, c) in enumerate(seqs):
         mask[i, :len(c)] = 1
-    all_kl, all_mask = gather(kl.to(acc.device)).cpu(), gather(mask.to(acc.device)).cpu()
+    (all_kl, all_mask), _ = gather_rows(acc, kl, mask)
     a = adv.kl_in_reward_advantages(all_rewards, all_kl, all_mask, cfg.kl_coef, all_groups, eps=cfg.adv_eps)
     per_seq = (a * all_mask).sum(-1) / all_mask.sum(-1).clamp(min=1)
     return a, per_seq, float(kl.sum())
@@ -444,7 +484,7 @@ def seed_buffers(ctx: Context, log=print) -> dict:
             break
         proposals, _ = propose(ctx, cfg.seed_batch_size, kinds=todo)
         validate(proposals)
-        new = share_new_tasks(ctx, proposals)
+        new, _ = share_new_tasks(ctx, proposals)
         for kind in todo:
             fresh = dedupe(ctx.buffers[kind], new[kind])[: cfg.seed_buffer_size - len(ctx.buffers[kind])]
             ctx.buffers[kind].add(fresh)
@@ -547,6 +587,40 @@ def outcome_metrics(c: dict[str, float]) -> dict[str, float]:
             _, g, reason = key.split("/", 2)
             out[f"tasks/{g}/rejected/{reason}"] = v
     return out
+
+
+def curriculum_metrics(ctx: Context, proposals: list[Proposal], iteration: int) -> dict:
+    """How hard the valid proposals are, where their solve rates fell, and the age of the references shown
+    (azero/curriculum.py), summed over ranks."""
+    c: dict[str, float] = defaultdict(float)
+    for kind in TASK_KINDS:
+        mine = [p for p in proposals if p.kind == kind]
+        valid = [p for p in mine if p.task is not None]
+        counts = curriculum.proposal_counters(kind, [p.task for p in valid], [p.solve_rate for p in valid],
+                                              [a for p in mine for a in p.reference_added], iteration)
+        for k, v in counts.items():
+            c[k] += v
+    c = all_reduce_dict(ctx.accelerator, c)
+    out = {}
+    for kind in TASK_KINDS:
+        out.update(curriculum.finish(kind, c))
+        out[f"curriculum/propose_{kind}/frontier_size"] = ctx.buffers[kind].frontier_size()
+    return out
+
+
+def gather_rows(acc, *tensors: torch.Tensor) -> tuple[list[torch.Tensor], slice]:
+    """Every rank's rows of each tensor, concatenated in rank order on the CPU, and this rank's slice of them.
+    Ranks may hold different numbers of rows (e.g. trained learnability rollouts), so pad, gather, cut."""
+    n = len(tensors[0])
+    if acc.num_processes == 1:
+        return [t.cpu() for t in tensors], slice(0, n)
+    counts = gather(torch.tensor([n], device=acc.device)).tolist()
+    out = []
+    for t in tensors:
+        blocks = gather(acc.pad_across_processes(t.to(acc.device), dim=0)).split(max(counts))  # [max count, ...] each
+        out.append(torch.cat([b[:c] for b, c in zip(blocks, counts)]).cpu())
+    start = sum(counts[:acc.process_index])
+    return out, slice(start, start + n)
 
 
 def all_reduce_dict(acc, d: dict[str, float]) -> dict[str, float]:

@@ -225,9 +225,49 @@ def panel_eval(ax, rows):
     ax.set_title("arithmetic_eval accuracy (greedy)")
 
 
+# --- curriculum (azero/curriculum.py): is the proposer climbing?
+COLORS = dict(zip(KINDS, ("C0", "C1", "C2")))
+
+
+def panel_difficulty(ax, rows):
+    for kind in KINDS:
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/operators"), "-", color=COLORS[kind], label=f"{kind}: operators")
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/result_digits"), "--", color=COLORS[kind], label=f"{kind}: result digits")
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/operand_digits"), ":", color=COLORS[kind], label=f"{kind}: operand digits")
+    ax.set_title("difficulty of valid proposals (mean)")
+
+
+def panel_learnability(ax, rows):
+    for kind in KINDS:
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/p_mid"), "-", color=COLORS[kind], label=f"{kind}: 0 < p < 1")
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/p_one"), "--", color=COLORS[kind], label=f"{kind}: p = 1")
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/p_zero"), ":", color=COLORS[kind], label=f"{kind}: p = 0")
+    ax.set_ylim(0, 1)
+    ax.set_title("learnability p of valid proposals (fraction)")
+
+
+def panel_solve_by_difficulty(ax, rows):
+    for kind, style in (("deduction", "-"), ("abduction", "--")):
+        for i, b in enumerate(("1", "2", "3", "4+")):
+            ax.plot(*series(rows, f"curriculum/propose_{kind}/solve_rate_by_ops/{b}"), style, color=f"C{i}",
+                    label=f"{kind}: {b} operator{'' if b == '1' else 's'}")
+    ax.set_ylim(0, 1)
+    ax.set_title("solve rate p of new proposals by operator count")
+
+
+def panel_references(ax, rows):
+    for kind in KINDS:
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/reference_age"), "-", color=COLORS[kind], label=f"{kind}: age")
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/reference_seed_frac"), ":", color=COLORS[kind],
+                label=f"{kind}: share from seeding (0-1)")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_title("references shown: mean age in iterations, share from seeding")
+
+
 # The panels of curves.png, in order: a function (matplotlib Axes, metric rows) -> None that draws and titles
 # one panel. Add a panel by appending here; the grid grows by a row per two panels.
-PANELS = [panel_baselines, panel_accuracy, panel_kl, panel_eval]
+PANELS = [panel_baselines, panel_accuracy, panel_kl, panel_eval,
+          panel_difficulty, panel_learnability, panel_solve_by_difficulty, panel_references]
 
 
 def _plain(v):

@@ -83,7 +83,7 @@ def build_context(cfg: Config, accelerator, resume_dir: str | None, say) -> tupl
     model, optimizer = accelerator.prepare(policy, optimizer)
     if ref_model is not None:
         ref_model.to(accelerator.device)
-    buffers = {k: TaskBuffer(k, cfg.buffer_capacity) for k in TASK_KINDS}
+    buffers = {k: TaskBuffer(k, cfg.buffer_capacity, cfg.frontier_size) for k in TASK_KINDS}
 
     start = 0
     if resume_dir:

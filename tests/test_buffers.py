@@ -137,3 +137,48 @@ def test_seed_and_random_tasks_are_valid(kind):
     if kind == "induction":
         assert all(t.message for t in tasks)
     assert random_task(kind, random.Random(5)) == random_task(kind, random.Random(5))
+
+
+def test_references_uniform_by_default_and_report_when_each_was_added():
+    buffer = TaskBuffer("deduction")
+    buffer.add(numbered(5), iteration=0)
+    buffer.add([task("b * 2"), task("b * 3")], iteration=7, solve_rates=[0.5, 1.0])
+    rng = random.Random(0)
+    seen = {}
+    for _ in range(300):
+        refs, added = buffer.references(3, rng)
+        assert len(refs) == len(set(refs)) == 3
+        for t, a in zip(refs, added):
+            seen[t.program] = a
+    assert seen == {**{f"a + {i}": 0 for i in range(5)}, "b * 2": 7, "b * 3": 7}  # every entry, its iteration
+    assert buffer.frontier_size() == 1  # only 0 < p < 1 enters the frontier
+
+
+def test_frontier_references_come_from_recent_learnable_tasks():
+    buffer = TaskBuffer("deduction", frontier_size=2)
+    buffer.add(numbered(50))
+    buffer.add([task("b * 2"), task("b * 3"), task("b * 4")], iteration=3, solve_rates=[0.25, 0.75, 0.5])
+    buffer.add([task("b * 5")], iteration=4, solve_rates=[0.0])  # p = 0: not learnable
+    rng = random.Random(1)
+    for _ in range(50):
+        refs, _ = buffer.references(4, rng, frontier=0.5)  # 2 of 4 from the frontier: the two newest learnable
+        assert {"b * 3", "b * 4"} <= {t.program for t in refs} and len(set(refs)) == 4
+    refs, added = buffer.references(4, rng, frontier=1.0)  # the frontier holds only 2: the rest is uniform
+    assert len(refs) == 4 and {"b * 3", "b * 4"} <= {t.program for t in refs}
+    assert buffer.references(4, random.Random(5), 0.5) == buffer.references(4, random.Random(5), 0.5)
+
+
+def test_curriculum_state_round_trips_and_old_states_load():
+    buffer = TaskBuffer("deduction", frontier_size=4)
+    buffer.add(numbered(3))
+    buffer.add([task("b * 2")], iteration=5, solve_rates=[0.5])
+    state = json.loads(json.dumps(buffer.state_dict()))
+    restored = TaskBuffer("deduction", frontier_size=4)
+    restored.load_state_dict(state)
+    assert restored.state_dict() == buffer.state_dict()
+    assert restored.references(4, random.Random(0), 1.0) == buffer.references(4, random.Random(0), 1.0)
+    old = {k: v for k, v in state.items() if k in ("kind", "capacity", "tasks")}  # before the curriculum fields
+    legacy = TaskBuffer("deduction")
+    legacy.load_state_dict(old)
+    assert list(legacy) == list(buffer) and legacy.frontier_size() == 0
+    assert set(legacy.references(4, random.Random(0))[1]) == {0}

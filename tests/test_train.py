@@ -82,7 +82,7 @@ def readme_metric_patterns() -> list[str]:
 
     section = (ROOT / "README.md").read_text().split("## Metrics", 1)[1].split("\n## ", 1)[0]
     fills = {"{role}": "(propose|solve)", "{task}": "(deduction|abduction|induction)",
-             "{tier}": "(" + "|".join(("overall", *TIERS)) + ")", "{reason}": "[a-z0-9_]+"}
+             "{tier}": "(" + "|".join(("overall", *TIERS)) + ")", "{reason}": "[a-z0-9_]+", "{bin}": r"(1|2|3|4\+)"}
     patterns = []
     for line in section.splitlines():
         if line.startswith("| `"):

@@ -58,6 +58,15 @@ def group_normalize(rewards: Tensor, groups: Tensor, eps: float = 1e-6) -> Tenso
     return torch.where(constant, torch.zeros_like(advantages), advantages)
 
 
+def group_token_divisors(lengths: Tensor, groups: Tensor) -> Tensor:
+    """[N] per-sequence loss divisors T_g * G ("group-token-mean" in loss.py; T_g the tokens of the sequence's group,
+    G the number of non-empty groups): summing each sequence's token losses divided by its divisor gives the mean
+    over groups of each group's token mean, so every (task, role) objective weighs 1 / G whatever its lengths."""
+    tokens = lengths.new_zeros(int(groups.max()) + 1).index_add_(0, groups, lengths)  # [G] tokens per group
+    present = torch.bincount(groups).gt(0).sum()
+    return (tokens[groups] * present).clamp(min=1)
+
+
 def kl_in_reward_advantages(
     rewards: Tensor, kl: Tensor, mask: Tensor, beta: float, groups: Tensor, eps: float = 1e-6
 ) -> Tensor:

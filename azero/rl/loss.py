@@ -12,8 +12,12 @@ advantages (``advantages.kl_in_reward_advantages``) and the trainer passes no ``
 
 Aggregation divides by ``normalizer``, the count for the WHOLE iteration (all micro-batches, all ranks), never
 this micro-batch's own count, so summed micro-batch losses equal the full-batch loss:
-    "token-mean": sum of per-token losses / normalizer (= global number of valid completion tokens)
-    "seq-mean":   sum over sequences of the sequence's token mean / normalizer (= global number of sequences)
+    "token-mean":       sum of per-token losses / normalizer (= global number of valid completion tokens)
+    "seq-mean":         sum over sequences of the sequence's token mean / normalizer (= global number of sequences)
+    "group-token-mean": sum over sequences of the sequence's token sum / normalizer[i], a per-sequence divisor
+                        T_g * G for sequence i of (task, role) group g (T_g the group's tokens, G the non-empty
+                        groups): the mean over groups of each group's token mean, so the six objectives weigh
+                        alike and 4-token answers are not outweighed 10 to 1 by 40-token proposals
 Metrics use the same aggregation: detached, additive over micro-batches.
 """
 
@@ -26,7 +30,7 @@ from torch import Tensor
 
 from azero.rl.kl import LOG_RATIO_CLAMP, KLEstimator, kl_estimate
 
-Aggregation = Literal["token-mean", "seq-mean"]
+Aggregation = Literal["token-mean", "seq-mean", "group-token-mean"]
 AGGREGATIONS = get_args(Aggregation)
 
 
@@ -47,6 +51,8 @@ def policy_loss(
             return masked(x).sum() / normalizer
         if aggregation == "seq-mean":
             return (masked(x).sum(-1) / valid.sum(-1).clamp(min=1)).sum() / normalizer
+        if aggregation == "group-token-mean":  # normalizer: [N] per-sequence divisors
+            return (masked(x).sum(-1) / normalizer).sum()
         raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
 
     logp, old_logp = masked(logp), masked(old_logp.detach())  # old_logp is a constant, even if passed as logp

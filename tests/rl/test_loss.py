@@ -139,7 +139,7 @@ def test_metrics_are_additive_over_micro_batches():
             assert torch.allclose(full[name], parts[0][name] + parts[1][name])
 
 
-@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean"])
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean", "group-token-mean"])
 def test_gradient_accumulation_equals_full_batch_on_the_tiny_model(model, make_batch, aggregation):
     input_ids, attention_mask, C, mask = make_batch(
         ["Q:", "Calculate: 3 * 4 = ", "ab", "x", "Hello", "7 + 1 = "],
@@ -147,14 +147,19 @@ def test_gradient_accumulation_equals_full_batch_on_the_tiny_model(model, make_b
     )
     adv = torch.tensor([1.0, -0.5, 2.0, 0.3, -1.0, 0.0])
     normalizer = mask.sum() if aggregation == "token-mean" else mask.shape[0]  # GLOBAL count, same for every part
+    if aggregation == "group-token-mean":  # per-sequence divisors from global group counts, sliced with the rows
+        from azero.rl.advantages import group_token_divisors
+
+        normalizer = group_token_divisors(mask.sum(-1).float(), torch.tensor([0, 1, 0, 2, 1, 1]))
 
     def grads(parts):
         model.zero_grad()
         for rows in parts:
             logp, entropy = completion_logprobs(model, input_ids[rows], attention_mask[rows], C, temperature=0.7,
                                                 with_entropy=True)
+            divisor = normalizer[rows] if torch.is_tensor(normalizer) and normalizer.dim() == 1 else normalizer
             loss, _ = policy_loss(logp, logp.detach(), adv[rows], mask[rows], entropy=entropy, entropy_coef=0.01,
-                                  aggregation=aggregation, normalizer=normalizer)
+                                  aggregation=aggregation, normalizer=divisor)
             loss.backward()
         return [p.grad.clone() for p in model.parameters()]
 
@@ -169,3 +174,31 @@ def test_unknown_aggregation_raises():
     with pytest.raises(ValueError, match="token-sum"):
         policy_loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), torch.ones(1, 1),
                     aggregation="token-sum", normalizer=1)
+
+
+def test_group_token_mean_value_and_gradient_by_hand():
+    # sequence 0 (3 tokens) and sequence 1 (2 tokens) in different groups: G = 2, so the divisors are
+    # T_g * G = 6 and 4, and each group's token mean weighs 1/2
+    loss, metrics, grad, _ = hand_example("group-token-mean", normalizer=torch.tensor([6.0, 4.0]))
+    assert metrics["loss/pg"].item() == pytest.approx((-2 * 3) / 6 + (1 * 2) / 4)
+    expected = torch.tensor([
+        [(-2 + 0.1 * G3_POS) / 6, -2 / 6, -2 / 6],
+        [(1 + 0.1 * G3_NEG) / 4, (1 + 0.1 * G3_POS) / 4, 0.0],
+    ])
+    assert torch.allclose(grad, expected)
+    # both sequences in ONE group: divisor T * G = 5 * 1 for each, i.e. exactly the token mean
+    same = hand_example("group-token-mean", normalizer=torch.tensor([5.0, 5.0]))
+    token = hand_example("token-mean", normalizer=5.0)
+    assert same[0].item() == pytest.approx(token[0].item())
+    assert torch.allclose(same[2], token[2])
+
+
+def test_group_token_divisors_by_hand():
+    from azero.rl.advantages import group_token_divisors
+
+    lengths, groups = torch.tensor([2.0, 4.0, 1.0, 3.0]), torch.tensor([0, 0, 3, 3])  # groups 1 and 2 are empty
+    # group 0: 6 tokens, group 3: 4 tokens; G = 2 non-empty groups -> divisors 12, 12, 8, 8
+    assert group_token_divisors(lengths, groups).tolist() == [12.0, 12.0, 8.0, 8.0]
+    # every group's tokens then carry total weight 1 / G
+    weights = lengths / group_token_divisors(lengths, groups)
+    assert weights[:2].sum().item() == pytest.approx(1 / 2) and weights[2:].sum().item() == pytest.approx(1 / 2)
