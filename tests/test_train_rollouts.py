@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,10 @@ def test_trained_rollouts_keep_learnable_tasks_with_their_rewards():
 
 @pytest.mark.slow
 def test_gather_rows_with_different_row_counts_on_two_ranks():
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    with socket.socket() as sock:  # a free port: other test runs on this machine may hold a fixed one
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            str(ROOT / "tests" / "helpers" / "gather_rows_check.py")]
     proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=120)
