@@ -299,11 +299,16 @@ def _parse_lines(data: bytes):
 
 def _append_lines(path: Path, rows: list[dict]) -> None:
     """Append rows with one write and put them on disk: a crash leaves at most one torn last line, and
-    the rows of an iteration reach the disk before its checkpoint does (a power cut cannot lose them)."""
-    with open(path, "ab") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in rows).encode())
-        f.flush()
-        os.fsync(f.fileno())
+    the rows of an iteration reach the disk before its checkpoint does (a power cut cannot lose them).
+    A failed write (a full disk) stops the run with one line; --resume repairs the torn row it may leave."""
+    try:
+        with open(path, "ab") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows).encode())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise SystemExit(f"cannot append to {path}: {e.strerror}; make room (or fix the folder), then continue the run "
+                         f"with --resume {path.parent} (from its last checkpoint)") from e
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -142,7 +142,7 @@ def run_case(args, mode: str, competitor: str, work: Path) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", choices=("matmul", "train"), default="matmul")
-    p.add_argument("--train-args", default="--preset cpu --eval-data none --checkpoint-every 0 --plot false",
+    p.add_argument("--train-args", default="--preset cpu --eval-data none --seed-rounds 0 --checkpoint-every 0 --no-plot",
                    help="train.py flags of the train workload (--output-dir is added)")
     p.add_argument("--iterations", type=int, default=0, help="override --iterations of the train workload")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each matmul run")

@@ -1,6 +1,7 @@
 """The JSONL logs survive a crash: torn lines and rows past the checkpoint are dropped on resume."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,13 @@ def test_appends_are_whole_rows_with_non_finite_values_as_null(tmp_path):
     tracker.log_samples([{"task": "t", "reward": 0.5}, {"task": "u", "reward": 1.0}], 1)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"iteration": 1, "loss/pg": null, "x": 1}\n'
     assert [r["task"] for r in rows_of(tmp_path / "samples.jsonl")] == ["t", "u"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full (every write: no space left)")
+def test_a_full_disk_stops_the_run_with_one_line_saying_what_to_do(tmp_path):
+    tracker = Tracker(tmp_path, {}, enabled=True)
+    tracker.metrics_path = Path("/dev/full")
+    with pytest.raises(SystemExit) as e:
+        tracker.log({"loss/pg": 1.0}, 3)
+    assert str(e.value) == ("cannot append to /dev/full: No space left on device; make room (or fix the folder), then "
+                            "continue the run with --resume /dev (from its last checkpoint)")
