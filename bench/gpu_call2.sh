@@ -5,7 +5,7 @@
 # log, curves; no checkpoints) in $OUT.
 #
 # Arms (NAME=FLAGS, as bench/sweep.py --arm takes them):
-#   ARMS='main=;beta0=--kl-coef 0'     entries separated by ';' or newlines
+#   ARMS='main=;beta0=--kl-coef 0'     entries separated by ';' or newlines; NAME@0,1=FLAGS: that arm's own seeds
 #   ARMS_FILE=path                     one entry per line, '#' starts a comment
 #   (neither: one arm, main=)
 # Budget: the sweep must end inside the device's 600 s per command. Runs go PARALLEL (3) at a time, in
@@ -58,7 +58,12 @@ while IFS= read -r line; do
 done <<< "$src"
 n_arms=$(( ${#arms[@]} / 2 ))
 [ "$n_arms" -gt 0 ] || { echo "call2: no arms"; exit 2; }
-runs=$(( n_arms * SEEDS ))
+runs=0  # an arm NAME@S1,S2=FLAGS runs its own seeds, the others SEEDS each
+for ((i = 1; i < ${#arms[@]}; i += 2)); do
+  name=${arms[i]%%=*}
+  if [[ $name == *@* ]]; then seeds=${name#*@}; runs=$(( runs + $(echo "$seeds" | tr ',' '\n' | grep -c .) ))
+  else runs=$(( runs + SEEDS )); fi
+done
 waves=$(( (runs + PARALLEL - 1) / PARALLEL ))
 wave_s=$(( BUDGET_S / waves ))
 LIMIT=${LIMIT:-$(awk -v w="$wave_s" -v o="$OVERHEAD_S" 'BEGIN {printf "%.2f", (w - o) / 60}')}

@@ -9,7 +9,8 @@ sweep_run.json, the sweep's record of its command, exit code and minutes). The c
 `train.py --preset P --seed S --output-dir OUTPUT/ARM/seedS [--iterations N] [--time-limit-minutes M]
 [--eval-data E] [flags after --] [the arm's flags]`: argparse keeps the last value, so an arm's flags win.
 
-Runs go seed by seed (seed 0 of every arm first), one at a time unless `--parallel K`. A failed run (non-zero
+`--arm NAME@S1,S2="FLAGS"` runs that arm on its own seeds instead of `--seeds` (say two seeds of a candidate and
+one baseline in a single wave of three GPU processes). Runs go seed by seed (seed 0 of every arm first), one at a time unless `--parallel K`. A failed run (non-zero
 exit, crash, `--run-timeout-minutes` passed) is reported with its exit code and log tail, and the others go on.
 After every run the sweep rewrites OUTPUT/summary.md, summary.json and summary.png, so partial results are
 always there. Invoked again with the same output folder it skips the runs that finished (and reruns failed or
@@ -227,16 +228,23 @@ class Run:
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def parse_arm(text: str) -> tuple[str, list[str]]:
+def parse_arm(text: str) -> tuple[str, list[str], list[int] | None]:
+    """`NAME=FLAGS`, or `NAME@S1,S2=FLAGS` to run that arm on its own seeds instead of --seeds / --seed-list."""
     name, sep, flags = text.partition("=")
-    if not sep or not NAME_RE.match(name):
-        raise SystemExit(f"sweep: --arm wants NAME=FLAGS with NAME of letters, digits, _ . + - (got {text!r})")
+    name, at, seed_text = name.partition("@")
+    try:
+        seeds = [int(x) for x in seed_text.split(",") if x.strip()] if at else None
+    except ValueError:
+        raise SystemExit(f"sweep: --arm {name}: seeds after @ must be integers separated by commas (got {seed_text!r})")
+    if not sep or not NAME_RE.match(name) or seeds == [] or (seeds and len(set(seeds)) != len(seeds)):
+        raise SystemExit(f"sweep: --arm wants NAME=FLAGS or NAME@SEEDS=FLAGS with NAME of letters, digits, _ . + - "
+                         f"(got {text!r})")
     try:
         argv = shlex.split(flags)
     except ValueError as e:
         raise SystemExit(f"sweep: --arm {name}: cannot parse its flags {flags!r}: {e}")
     check_reserved(argv, f"--arm {name}")
-    return name, argv
+    return name, argv, seeds
 
 
 def check_reserved(argv: list[str], where: str) -> None:
@@ -254,7 +262,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog="Everything after a bare -- is passed to every run.")
     p.add_argument("--preset", default="cpu", help="train.py --preset for every run (default cpu)")
-    p.add_argument("--arm", action="append", default=[], metavar='NAME="FLAGS"',
+    p.add_argument("--arm", action="append", default=[], metavar='NAME[@SEEDS]="FLAGS"',
                    help="an arm: a name and train.py flags (shell-quoted, may be empty); repeat for each arm")
     p.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 per arm (default 2)")
     p.add_argument("--seed-list", default=None, help="comma-separated seeds instead of --seeds, e.g. 2,3")
@@ -290,7 +298,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise SystemExit("sweep: give at least one seed, each once (--seeds N >= 1 or --seed-list)")
     if args.parallel < 1 or (args.threads is not None and args.threads < 1):
         raise SystemExit("sweep: --parallel and --threads must be >= 1")
-    arms = [parse_arm(a) for a in args.arm]
+    parsed = [parse_arm(a) for a in args.arm]
+    arms = [(n, flags) for n, flags, _ in parsed]
+    args.arm_seeds = {n: seeds for n, _, seeds in parsed if seeds is not None}  # arms with their own seeds
+    args.global_seeds = args.seed_values  # arms without @SEEDS run these; seed_values: every seed of the sweep
+    args.seed_values = sorted(set(args.seed_values) | {s for seeds in args.arm_seeds.values() for s in seeds}) \
+        if args.arm_seeds else args.seed_values
     names = [n for n, _ in arms]
     if len(set(names)) != len(names):
         raise SystemExit(f"sweep: arm names must differ (got {names})")
@@ -380,6 +393,8 @@ class Sweep:
             self.arm_flags[name] = flags
         for seed in a.seed_values:  # seed by seed: after the first round every arm has one result
             for name, flags in a.arms:
+                if seed not in a.arm_seeds.get(name, a.global_seeds):
+                    continue
                 run_dir = self.out / name / f"seed{seed}"
                 self.runs.append(Run(name, seed, run_dir, train_argv(a, flags, seed, run_dir)))
         for run in self.runs:

@@ -191,6 +191,19 @@ def test_dry_run_prints_commands(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_an_arm_can_name_its_own_seeds(tmp_path, capsys):
+    """`NAME@0,1=FLAGS` runs that arm on seeds 0 and 1 whatever --seeds says (e.g. 2 seeds of a candidate and one
+    baseline in a single wave of 3 GPU processes)."""
+    assert sweep.main(["--arm", "cand@0,1=--lr 1e-4", "--arm", "base@5=", "--arm", "plain=", "--seeds", "1",
+                       "--preset", "tiny", "--threads", "1", "--output-dir", str(tmp_path / "o"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    runs = sorted((line.split("--output-dir ")[1].split()[0].split("/o/")[1]) for line in lines)
+    assert runs == ["base/seed5", "cand/seed0", "cand/seed1", "plain/seed0"]
+    for bad in ("x@=", "x@a=", "x@1,1="):
+        with pytest.raises(SystemExit):
+            sweep.parse_arm(bad)
+
+
 # ----------------------------------------------------------------------------------------------------
 # slow: real train.py runs on the tiny preset
 
