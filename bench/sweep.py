@@ -277,8 +277,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--run-timeout-minutes", type=float, default=None,
                    help="stop a run (SIGTERM, then SIGKILL) that takes longer and count it failed; default: "
                         "1.5 x --time-limit-minutes + 15 when a time limit is given, else none")
-    p.add_argument("--kill-grace-seconds", type=float, default=60.0,
-                   help="after SIGTERM, seconds before SIGKILL (train.py checkpoints after its current iteration)")
+    p.add_argument("--kill-grace-seconds", type=float, default=300.0,
+                   help="after SIGTERM, seconds before SIGKILL (default 300: train.py checkpoints after its current "
+                        "iteration, which took 1-5 minutes with the cpu preset on the 2-core box); a second Ctrl-C "
+                        "kills at once")
     p.add_argument("--python", default=sys.executable, help="interpreter for train.py (default: this one)")
     p.add_argument("--force", action="store_true", help="rerun runs that finished earlier (their folders are replaced)")
     p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
