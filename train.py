@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm.auto import tqdm
 
     from azero.selfplay import run_iteration, seed_buffers
-    from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, make_accelerator,
+    from azero.distributed import optimizer_steps
+    from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, export, make_accelerator,
                                make_tracker, peak_memory_gb, printer, save, signal_number, stop_on_signal)
     from azero.tracking import claim_run_folder, plot_run
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
                 metrics.update(evaluate(ctx, eval_items, it, say))
             metrics["mem/peak_gb"] = peak_memory_gb()
             metrics.update(threads.metrics())
+            metrics["optim/steps"] = optimizer_steps(accelerator, ctx.model, ctx.optimizer)  # the engine's own count
             tracker.log(metrics, it)
             tracker.log_samples(samples, it)
             say(tracker.summary_line(metrics, it, cfg.iterations))
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
                 break
         if it == start:  # nothing ran (e.g. --iterations 0 or a finished run resumed): still checkpoint
             save(ctx, tracker, it, say)
+        export(ctx, say)  # OUTPUT_DIR/final/, a plain Hugging Face folder, at the end of every run
     tracker.finish()
     accelerator.wait_for_everyone()
     if stopping and it < cfg.iterations:  # checkpointed, unfinished: 128 + signal, as a shell reports a signal

@@ -51,10 +51,14 @@ class Config:
     iterations: int = opt(200, "self-play iterations (one optimizer step each)", ge=0)
     time_limit_minutes: float = opt(0.0, "stop (final eval + checkpoint) once a run has used this much time; 0 = none",
                                     ge=0)
-    output_dir: str = opt("runs/azero", "metrics.jsonl, samples.jsonl, curves.png, checkpoint/")
+    output_dir: str = opt("runs/azero", "metrics.jsonl, samples.jsonl, curves.png, checkpoint/, final/")
     overwrite: bool = opt(False, "start over in an output folder that holds a run, deleting that run's files "
                                  "(without it such a folder is refused; --resume DIR continues the run instead)")
     gradient_checkpointing: bool = opt(False, "trade compute for memory in the training passes")
+    lora_r: int = opt(0, "LoRA rank (peft adapters on the policy; the KL reference is the base with adapters off); "
+                         "0 = full fine-tuning", ge=0)
+    lora_alpha: float = opt(16.0, "LoRA scale numerator: adapters add (alpha / r) B A", gt=0)
+    lora_targets: str = opt("all-linear", 'modules that get adapters: "all-linear" or names, e.g. "q_proj,v_proj"')
     # --- self-play batch
     batch_size: int = opt(64, "B: proposals per task type and solver tasks per task type", ge=1)
     learnability_rollouts: int = opt(8, "n: solver rollouts per valid proposal to estimate p (p is 0 or 1 with one)",
@@ -102,7 +106,8 @@ class Config:
     top_p: float = opt(1.0, "nucleus sampling (1.0 keeps the sampling distribution exact)", gt=0, le=1)
     propose_max_tokens: int = opt(64, "max new tokens of a proposal", ge=1)
     solve_max_tokens: int = opt(24, "max new tokens of a solver answer (one line)", ge=1)
-    synced_gpus: bool = opt(False, "keep ranks stepping generate together (needed with FSDP/ZeRO-3)")
+    synced_gpus: bool = opt(False, "FSDP2/ZeRO-3: sample on sharded weights, ranks stepping generate together, "
+                                   "instead of gathering them once per phase (slower; bench/README.md)")
     rollout_engine: RolloutEngine = opt("hf", "hf (our decode loop on the policy) or vllm (optional extra azero[vllm]: "
                                               "a vLLM engine in this process, weights pushed after every step)")
     rollout_memory_gb: float = opt(0.0, "hf engine: memory for one chunk of generated rows (KV cache, sampling "
@@ -119,6 +124,7 @@ class Config:
     log_samples: int = opt(2, "generations per (task, role) written to the sample tables", ge=0)
     checkpoint_every: int = opt(50, "iterations between checkpoints (and at the end); 0 = only at the end", ge=0)
     plot: bool = opt(True, "write curves.png into the run folder at every evaluation")
+    push_to_hub: str = opt("", "after the run, upload OUTPUT_DIR/final/ to this hub model repo (needs a token)")
 
     def check(self, world_size: int = 1) -> None:
         validate(self, world_size)
@@ -292,6 +298,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
              "own environment, see README), or use --rollout-engine hf")
         need(world_size == 1, f"--rollout-engine vllm runs in one process; got {world_size} (use --rollout-engine hf "
                               "for multi-process runs)")
+    need(cfg.lora_r == 0 or bool(cfg.lora_targets.strip()), '--lora-targets is empty (pass "all-linear" or module '
+                                                             'names such as "q_proj,v_proj")')
     need(not cfg.kl_in_reward or cfg.kl_coef > 0, "--kl-in-reward needs --kl-coef > 0 (it folds beta * k1 into the "
                                                   "reward; pass --kl-coef 0.1 or drop --kl-in-reward)")
 

@@ -9,7 +9,8 @@ A model source is one of:
                       values without a download (GPU throughput checks; pair it with any tokenizer).
 
 Every loader returns a plain ``PreTrainedModel`` in train mode and a tokenizer with a pad token and
-left padding (generation needs prompts aligned on the right).
+left padding (generation needs prompts aligned on the right). ``add_lora`` puts peft LoRA adapters on the policy;
+its KL reference is then ``AdaptersOff`` (the same weights with the adapters disabled), not a second copy.
 """
 
 from __future__ import annotations
@@ -175,6 +176,48 @@ def frozen_copy(model: PreTrainedModel) -> PreTrainedModel:
     ref = copy.deepcopy(model).eval()
     ref.requires_grad_(False)
     return ref
+
+
+def add_lora(model: PreTrainedModel, r: int, alpha: float, targets: str) -> torch.nn.Module:
+    """peft LoRA adapters (rank ``r``, scale ``alpha / r``) on ``targets``: "all-linear" (every linear layer but
+    the output head) or comma-separated module names such as "q_proj,v_proj". Only the adapters train; B starts
+    at zero, so the policy equals the base model (and the KL is 0) at step 0."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise ImportError("--lora-r needs peft: pip install peft") from e
+    modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=modules, lora_dropout=0.0, bias="none",
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config).train()
+
+
+def is_lora(model: torch.nn.Module) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+class AdaptersOff(torch.nn.Module):
+    """The KL reference of a LoRA policy: the policy itself with its adapters disabled, so no second copy of the
+    weights exists. ``policy`` is the bare PeftModel (sharded or not: the same module the engine trains)."""
+
+    def __init__(self, policy: torch.nn.Module):
+        super().__init__()
+        object.__setattr__(self, "policy", policy)  # not a submodule: its parameters stay the policy's alone
+
+    def forward(self, *args, **kwargs):
+        with self.policy.disable_adapter():
+            return self.policy(*args, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
+    @property
+    def config(self):
+        return self.policy.config
+
+    def set_attn_implementation(self, impl: str) -> None:
+        self.policy.set_attn_implementation(impl)
 
 
 @contextlib.contextmanager

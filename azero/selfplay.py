@@ -18,7 +18,7 @@ import random
 import re
 import time
 from collections import Counter, defaultdict
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,6 +28,7 @@ from accelerate.utils import gather, gather_object, reduce
 from azero import curriculum
 from azero.buffers import TaskBuffer, is_learnable, random_task, seed_tasks
 from azero.config import Config
+from azero.distributed import deepspeed_skipped, generation_model, micro_batch, steps_in_backward
 from azero.models import training_attention
 from azero.rl import advantages as adv
 from azero.rl.batching import micro_batches, plan, unpad
@@ -365,7 +366,8 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
 
 
 def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, normalizer) -> tuple[dict, torch.Tensor]:
-    """One pass over the micro-batches, gradients accumulated (DDP syncs on the last one). Fills ``old_logps`` on
+    """One pass over the micro-batches, gradients accumulated into one optimizer step under every engine
+    (``distributed.micro_batch``: DDP syncs and DeepSpeed steps on the last one only). Fills ``old_logps`` on
     the first pass. Returns the summed loss metrics and the count of non-finite losses (a tensor: no host sync)."""
     cfg, acc = ctx.cfg, ctx.accelerator
     totals: dict[str, torch.Tensor | float] = defaultdict(float)
@@ -377,7 +379,7 @@ def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, no
     divisors = [normalizer[mb.rows].to(acc.device) if torch.is_tensor(normalizer) else normalizer for mb in mbs]
     for i, (mb, a, divisor) in enumerate(zip(mbs, advs, divisors)):
         ids, attn, mask, C = mb.input_ids, mb.attention_mask, mb.completion_mask, mb.completion_len
-        with acc.no_sync(ctx.model) if i < len(mbs) - 1 else nullcontext():
+        with micro_batch(acc, ctx.model, last=i == len(mbs) - 1):
             with acc.autocast():
                 logp, entropy = completion_logprobs(ctx.model, ids, attn, C, temperature=cfg.temperature,
                                                     with_entropy=True, entropy_grad=cfg.entropy_coef != 0)
@@ -397,11 +399,13 @@ def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, no
 def optimizer_step(ctx: Context, nonfinite: torch.Tensor) -> tuple[float, bool]:
     """Clip, then step unless a loss or the gradient is non-finite on any rank. Returns (grad norm, skipped)."""
     acc = ctx.accelerator
-    grad_norm = acc.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.grad_clip)
+    grad_norm = acc.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.grad_clip)  # DeepSpeed: that of its own step
     grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
     skipped = reduce(nonfinite, "sum").item() > 0 or not math.isfinite(grad_norm)  # the grad norm is already global
+    if steps_in_backward(acc):  # DeepSpeed stepped in the last backward, or skipped a non-finite step itself
+        skipped = deepspeed_skipped(ctx.optimizer)
     if not skipped:
-        ctx.optimizer.step()
+        ctx.optimizer.step()  # a no-op under DeepSpeed (Accelerate's wrapper)
     ctx.optimizer.zero_grad(set_to_none=True)
     return grad_norm, skipped
 
@@ -515,8 +519,9 @@ def dedupe(buffer: TaskBuffer, tasks: list[Task]) -> list[Task]:
 
 
 def sample(ctx: Context, prompts: list[str], max_new_tokens: int, stop: list[str], n: int = 1) -> Rollout:
-    with ctx.accelerator.autocast():
-        return ctx.engine.generate(ctx.policy, prompts, max_new_tokens=max_new_tokens, temperature=ctx.cfg.temperature,
+    # sharded engines: full weights gathered for the call (engine.generation_model), unless --synced-gpus
+    with ctx.accelerator.autocast(), generation_model(ctx.accelerator, ctx.model, gather=not ctx.cfg.synced_gpus) as m:
+        return ctx.engine.generate(m, prompts, max_new_tokens=max_new_tokens, temperature=ctx.cfg.temperature,
                                    top_p=ctx.cfg.top_p, n=n, stop=stop)
 
 

@@ -23,16 +23,17 @@ import torch
 from azero import checkpoint, evaluation
 from azero.buffers import TaskBuffer
 from azero.config import Config
+from azero.distributed import generation_model
 from azero.selfplay import Context
 from azero.tasks import TASK_KINDS
 
 
 def make_accelerator(cfg: Config):
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    """Accelerate for this launch (engine from ``accelerate launch --config_file``), refused at start if the loop
+    cannot keep its semantics under it (azero/engine.py)."""
+    from azero.distributed import make_accelerator as accelerator_for
 
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+    return accelerator_for(cfg.mixed_precision, cfg.grad_clip)
 
 
 def printer(accelerator) -> Callable[[object], None]:
@@ -59,9 +60,12 @@ def describe(cfg: Config, resume_dir: str | None, world: int) -> str:
 def build_context(cfg: Config, accelerator, resume_dir: str | None, say) -> tuple[Context, int]:
     """Seeds, tokenizer, policy, frozen reference, optimizer, scheduler and buffers, restored from ``resume_dir``
     when given. Returns the context and the iteration to continue after (0 for a new run)."""
-    from azero.models import frozen_copy, load_policy, load_tokenizer
+    from azero.distributed import engine_name, prepare_reference
+    from azero.models import AdaptersOff, add_lora, frozen_copy, load_policy, load_tokenizer
     from azero.rl.sampling import make_engine
 
+    if resume_dir:  # before the model loads: same process count and engine as the run that wrote it
+        checkpoint.check_resumable(resume_dir, accelerator)
     # torch/numpy/python differ per rank (ranks sample different completions); the task RNG is shared so
     # every rank builds the same prompts and solver batches from its identical buffers.
     rank = accelerator.process_index
@@ -72,30 +76,36 @@ def build_context(cfg: Config, accelerator, resume_dir: str | None, say) -> tupl
 
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     policy = load_policy(cfg.model, tokenizer=tokenizer, seed=cfg.seed)
-    ref_model = frozen_copy(policy) if cfg.kl_coef > 0 else None  # the initial weights, also on resume
+    # the reference holds the initial weights, also on resume: a frozen copy, or with LoRA the base itself
+    ref_model = frozen_copy(policy) if cfg.kl_coef > 0 and not cfg.lora_r else None
+    if cfg.lora_r:
+        policy = add_lora(policy, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if resume_dir:
-        checkpoint.load_weights(resume_dir, policy)
     optimizer = make_optimizer(cfg, policy)
     warm = cfg.warmup_iterations
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     model, optimizer = accelerator.prepare(policy, optimizer)
+    # saved and restored by Accelerate's state API, but stepped by the loop itself: prepare() would wrap it in an
+    # AcceleratedScheduler that steps num_processes times per call
+    accelerator.register_for_checkpointing(scheduler)
     if ref_model is not None:
-        ref_model.to(accelerator.device)
+        ref_model = prepare_reference(accelerator, ref_model)
+    elif cfg.lora_r and cfg.kl_coef > 0:
+        ref_model = AdaptersOff(accelerator.unwrap_model(model))
+    say(f"engine: {engine_name(accelerator)} x {accelerator.num_processes} process(es)"
+        + (f", LoRA r={cfg.lora_r} alpha={cfg.lora_alpha:g} on {cfg.lora_targets}: "
+           f"{sum(p.numel() for p in policy.parameters() if p.requires_grad):,} trainable parameters" if cfg.lora_r else ""))
     buffers = {k: TaskBuffer(k, cfg.buffer_capacity, cfg.frontier_size) for k in TASK_KINDS}
 
     start = 0
     if resume_dir:
-        state = checkpoint.load_trainer_state(resume_dir)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = checkpoint.restore(accelerator, resume_dir, model)  # weights, optimizer, scheduler, every rank's RNG
         for k in TASK_KINDS:
             buffers[k].load_state_dict(state["buffers"][k])
         task_rng.setstate(state["task_rng"])
-        checkpoint.load_rng(resume_dir, rank)
         start = state["iteration"]
-        say(f"RESUMED from {resume_dir} at iteration {start} (buffers: "
+        say(f"RESUMED from {state['checkpoint_dir']} at iteration {start} (buffers: "
             + ", ".join(f"{k} {len(buffers[k])}" for k in TASK_KINDS) + ")")
     engine = make_engine(cfg.rollout_engine, policy, tokenizer, synced_gpus=cfg.synced_gpus,
                          memory_gb=cfg.rollout_memory_gb, cuda_graphs=cfg.cuda_graphs)
@@ -106,7 +116,8 @@ def build_context(cfg: Config, accelerator, resume_dir: str | None, say) -> tupl
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW, fused: one multi-tensor kernel. The default for-loop implementation costs 0.7-0.9 s a step for
     SmolLM2-135M on one CPU core, fused 0.25 s (bench/throughput.py)."""
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    params = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def make_tracker(cfg: Config, accelerator, resume_iteration: int | None):
@@ -127,8 +138,8 @@ def evaluate(ctx: Context, items: list, iteration: int, say) -> dict:
     if not items:
         return {}
     t = time.perf_counter()
-    with ctx.accelerator.autocast():
-        res = evaluation.evaluate_policy(ctx.policy, ctx.tokenizer, items, accelerator=ctx.accelerator,
+    with ctx.accelerator.autocast(), generation_model(ctx.accelerator, ctx.model) as policy:  # gathered if sharded
+        res = evaluation.evaluate_policy(policy, ctx.tokenizer, items, accelerator=ctx.accelerator,
                                          batch_size=ctx.cfg.eval_batch_size, max_new_tokens=ctx.cfg.eval_max_tokens,
                                          progress=ctx.accelerator.is_main_process)
     res = {f"eval/arithmetic_eval/{k}": v for k, v in res.items()}
@@ -144,16 +155,27 @@ def save(ctx: Context, tracker, iteration: int, say) -> None:
 
     acc = ctx.accelerator
     if acc.num_processes > 1:  # ranks must hold identical weights and buffers; say so loudly if they ever diverge
-        prints = gather_object([checkpoint.fingerprint(ctx.model, ctx.buffers)])
+        prints = gather_object([checkpoint.fingerprint(acc, ctx.model, ctx.buffers)])
         same = all(p == prints[0] for p in prints)
         tracker.log({"dist/world_size": acc.num_processes, "dist/ranks_identical": float(same)}, iteration)
         if not same:
             say(f"WARNING: ranks diverged at iteration {iteration}: {prints}")
     state = {"iteration": iteration, "config": dataclasses.asdict(ctx.cfg), "task_rng": ctx.task_rng.getstate(),
              "buffers": {k: ctx.buffers[k].state_dict() for k in TASK_KINDS}}
-    checkpoint.save(acc, ctx.cfg.output_dir, model=ctx.model, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
-                    trainer_state=state)
+    checkpoint.save(acc, ctx.cfg.output_dir, model=ctx.model, trainer_state=state)
     say(f"checkpoint saved at iteration {iteration} -> {ctx.cfg.output_dir}/checkpoint")
+
+
+def export(ctx: Context, say) -> None:
+    """``OUTPUT_DIR/final/``: the policy as a plain Hugging Face folder (gathered, LoRA merged); optionally pushed.
+    Collective: every rank must call it."""
+    from azero.export import export_final, push_to_hub
+
+    folder = export_final(ctx.accelerator, ctx.model, ctx.tokenizer, ctx.cfg.output_dir)
+    say(f"final model -> {folder} (AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained)")
+    if ctx.cfg.push_to_hub and ctx.accelerator.is_main_process:
+        say(f"pushed to the hub: {push_to_hub(folder, ctx.cfg.push_to_hub)}")
+    ctx.accelerator.wait_for_everyone()
 
 
 def any_rank(accelerator, *flags: bool) -> list[bool]:
