@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import time
 from pathlib import Path
 
 import torch
+
+from azero.config import ConfigError
 
 CKPT = "checkpoint"
 MARKER = "COMPLETE.json"
@@ -39,10 +42,14 @@ FORMAT = 2
 
 
 class CheckpointError(SystemExit):
-    """A checkpoint cannot be written or resumed: one line with the cause and what to do (no traceback)."""
+    """A checkpoint cannot be written: one line with the cause and what to do (no traceback, exit 1)."""
 
     def __init__(self, msg: str):
         super().__init__(f"checkpoint error: {msg}")
+
+
+class ResumeError(ConfigError):
+    """--resume cannot continue from this folder: one line (train.py prints it, exit 2) that says what to do."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -81,11 +88,11 @@ def require(run_dir: str | Path) -> Path:
     if folder is None:
         legacy = Path(run_dir) / CKPT / "trainer.pt"
         if legacy.exists():
-            raise CheckpointError(f"{legacy.parent} was written by an older azero (no {MARKER}); resume it with the "
-                                  "version that wrote it, or start a new run")
-        raise CheckpointError(f"--resume {run_dir}: no complete checkpoint there (looked for {CKPT}/, {CKPT}.tmp/ and "
-                              f"{CKPT}.old/ holding {MARKER}); a run that never reached its first checkpoint cannot "
-                              "be resumed: start it again")
+            raise ResumeError(f"{legacy.parent} was written by an older azero (no {MARKER}); resume it with the "
+                              "version that wrote it, or start a new run")
+        raise ResumeError(f"--resume {run_dir}: no checkpoint there (no complete one among {CKPT}/, {CKPT}.tmp/ "
+                          f"and {CKPT}.old/, each marked by {MARKER}); a run that never reached its first checkpoint "
+                          "cannot be resumed: start it again")
     return folder
 
 
@@ -119,6 +126,8 @@ def save(accelerator, output_dir: str | Path, *, model, trainer_state: dict) -> 
                               f"({', '.join(bad[:3])}); the previous checkpoint in {final} is kept")
 
     failure = None
+    # Accelerate warns at every save that it dropped the tied lm_head from model.safetensors; loading re-ties it
+    logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
     try:
         accelerator.save_state(str(tmp))
         if main:
@@ -242,7 +251,7 @@ def check_resumable(run_dir: str | Path, accelerator) -> dict:
     now = (accelerator.num_processes, engine_name(accelerator))
     then = (meta["num_processes"], meta["engine"])
     if now != then:
-        raise CheckpointError(
+        raise ResumeError(
             f"{folder} was written by {then[0]} process(es) under {then[1]}, this launch has {now[0]} under {now[1]}. "
             f"Resume with the launch that wrote it ({then[0]} process(es), {then[1]}): every rank's sampling stream "
             "is part of the checkpoint, so another process count or engine would not continue the run exactly")
@@ -259,9 +268,9 @@ def restore(accelerator, run_dir: str | Path, model) -> dict:
     accelerator.load_state(str(folder))
     bad = nonfinite_parameters(accelerator, model)
     if bad:
-        raise CheckpointError(f"{folder} holds non-finite weights ({', '.join(bad[:3])}): the files are damaged or "
-                              "were edited (azero never saves inf/NaN weights). Resume from an intact copy of the run "
-                              "folder, or start a new run")
+        raise ResumeError(f"{folder} holds non-finite weights ({', '.join(bad[:3])}): the files are damaged or "
+                          "were edited (azero never saves inf/NaN weights). Resume from an intact copy of the run "
+                          "folder, or start a new run")
     return load_trainer_state(run_dir)
 
 

