@@ -37,6 +37,7 @@ def context(run_dir):
     return ctx, start
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_only_with_the_base_as_reference(tmp_path):
     train(LORA + ["--iterations", "2", "--output-dir", str(tmp_path / "run")])
     r = rows(tmp_path / "run")
@@ -63,6 +64,7 @@ def test_lora_trains_adapters_only_with_the_base_as_reference(tmp_path):
         assert torch.allclose(final(input_ids=ids).logits, ctx.policy(input_ids=ids).logits, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_lora_resume_is_exact(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(LORA + ["--iterations", "3", "--output-dir", str(straight)])

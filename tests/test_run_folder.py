@@ -75,7 +75,7 @@ def test_cli_refuses_a_second_run_into_the_same_folder_and_keeps_the_first(tmp_p
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 2
     assert again.stderr.strip().splitlines() == [
-        f"config error: {out} already holds a run (checkpoint, config.json, metrics.jsonl, samples.jsonl): "
+        f"config error: {out} already holds a run (checkpoint, config.json, final, metrics.jsonl, samples.jsonl): "
         f"continue it with --resume {out}, replace it with --overwrite, or pass another --output-dir"]
     assert (out / "metrics.jsonl").read_bytes() == before
     subprocess.run(cmd + ["--overwrite"], cwd=ROOT, check=True, capture_output=True, env=env, timeout=300)
