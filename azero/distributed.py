@@ -84,6 +84,11 @@ def _engine_on_cpu(acc, named: str, mixed_precision: str) -> None:
     else:
         from accelerate.utils import DeepSpeedPlugin
 
+        import deepspeed.ops
+
+        # gloo does the collectives; DeepSpeed's optional shared-memory all-reduce for CPUs would be compiled with
+        # g++ at the first run (minutes on 2 cores) for nothing here
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         plugin = DeepSpeedPlugin()  # reads ACCELERATE_DEEPSPEED_* from the environment, as on GPUs
         plugin.set_mixed_precision(mixed_precision)
         plugin.select(_from_accelerator_state=True)

@@ -208,16 +208,12 @@ class AdaptersOff(torch.nn.Module):
         with self.policy.disable_adapter():
             return self.policy(*args, **kwargs)
 
-    @property
-    def device(self) -> torch.device:
-        return self.policy.device
-
-    @property
-    def config(self):
-        return self.policy.config
-
-    def set_attn_implementation(self, impl: str) -> None:
-        self.policy.set_attn_implementation(impl)
+    def __getattr__(self, name: str):
+        # everything else (config, device, get_output_embeddings, set_attn_implementation ...) is the policy's
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.__dict__["policy"], name)
 
 
 @contextlib.contextmanager
