@@ -2,7 +2,8 @@
 
 A buffer is a FIFO of verified tasks (oldest dropped first once over capacity; the official AZR
 code keeps the first 16384 instead, which freezes a full buffer). It hands out proposer references
-and solver batches, and keeps a running count of program signatures for the diversity bonus.
+and solver batches, and keeps running counts of program signatures and of output values for the novelty
+bonuses.
 Each entry remembers the iteration it was added at (0 for seeds and built-in tasks) and the solve
 rate p measured when it was proposed, for the curriculum: the buffer keeps its most recent
 *learnable* entries (0 < p < 1) as the "frontier", from which references can be drawn.
@@ -55,6 +56,7 @@ class TaskBuffer:
         self._tasks: deque[Task] = deque()
         self._added: deque[int] = deque()  # iteration each entry was added at, parallel to _tasks
         self._signatures: Counter[str] = Counter()
+        self._outputs: Counter[tuple[int, ...]] = Counter()
         # the most recent learnable entries as (task, iteration added): references at the solver's edge
         self._frontier: deque[tuple[Task, int]] = deque(maxlen=frontier_size)
 
@@ -77,6 +79,7 @@ class TaskBuffer:
             self._tasks.append(task)
             self._added.append(iteration)
             self._signatures[_signature(task)] += 1
+            self._outputs[task.outputs] += 1
             if is_learnable(rate):
                 self._frontier.append((task, iteration))
             if len(self._tasks) > self.capacity:
@@ -88,6 +91,9 @@ class TaskBuffer:
         self._signatures[signature] -= 1
         if not self._signatures[signature]:
             del self._signatures[signature]  # so `signature in buffer.signatures()` stays exact
+        self._outputs[task.outputs] -= 1
+        if not self._outputs[task.outputs]:
+            del self._outputs[task.outputs]
 
     def sample(self, k: int, rng: random.Random) -> list[Task]:
         """min(k, len) tasks drawn uniformly without replacement (the proposer's references)."""
@@ -142,6 +148,10 @@ class TaskBuffer:
         """Live read-only count of program signatures in the buffer (O(1) lookups)."""
         return MappingProxyType(self._signatures)
 
+    def outputs(self) -> Mapping[tuple[int, ...], int]:
+        """Live read-only count of the tasks' output tuples in the buffer (O(1) lookups)."""
+        return MappingProxyType(self._outputs)
+
     def state_dict(self) -> dict[str, Any]:
         tasks = [task.to_dict() for task in self._tasks]
         frontier = [[task.to_dict(), added] for task, added in self._frontier]
@@ -156,6 +166,7 @@ class TaskBuffer:
         self._tasks.clear()
         self._added.clear()
         self._signatures.clear()
+        self._outputs.clear()
         self._frontier.clear()
         tasks = [Task.from_dict(d) for d in state["tasks"]]
         added = state.get("added", [0] * len(tasks))

@@ -73,6 +73,7 @@ class Config:
                                                           "ablation)")
     proposer_extreme_reward: float = opt(0.0, "reward of a valid proposal with p in {0, 1}: paper 0, AZR code -0.5")
     diversity_coef: float = opt(0.0, "bonus for a proposal whose operator skeleton is new to the buffer")
+    output_novelty_coef: float = opt(0.0, "bonus for a learnable proposal (0 < p < 1) whose output is new to its buffer")
     # --- curriculum (azero/curriculum.py)
     reference_frontier: float = opt(0.0, "share of the K references drawn from recent learnable tasks (0 < p < 1); "
                                          "0 = uniform over the buffer (paper)", ge=0, le=1)

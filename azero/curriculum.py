@@ -59,11 +59,13 @@ def _bin(value: int, bins: tuple[str, ...]) -> str:
 
 
 def proposal_counters(kind: str, tasks: list[Task], solve_rates: list[float], reference_added: list[int],
-                      iteration: int) -> dict:
+                      iteration: int, new_outputs: list[bool] | None = None) -> dict:
     """Additive counters for one rank's proposals of one task type: ``tasks``/``solve_rates`` of the valid ones,
     ``reference_added`` the iteration each reference shown in this type's prompts was added at (0: a seed or
-    built-in task). Sum them over ranks, then ``finish``."""
+    built-in task); ``new_outputs``: per valid task, whether its output was new to the buffer. Sum them over
+    ranks, then ``finish``."""
     c: dict[str, float] = defaultdict(float)
+    c[f"{kind}/new_output"] += sum(new_outputs or [])
     for task, p in zip(tasks, solve_rates):
         d = difficulty(task)
         c[f"{kind}/n"] += 1
@@ -93,7 +95,7 @@ def finish(kind: str, c: dict[str, float]) -> dict[str, float]:
         return c.get(f"{kind}/{key}", 0.0) / count if count else nan
 
     out = {f"curriculum/propose_{kind}/{key}": mean(key)
-           for key in ("operators", "size", "operand_digits", "result_digits", "p_zero", "p_mid", "p_one")}
+           for key in ("operators", "size", "operand_digits", "result_digits", "p_zero", "p_mid", "p_one", "new_output")}
     for axis, bins in (("ops", OPERATOR_BINS), ("digits", DIGIT_BINS)):
         for b in bins:
             out[f"curriculum/propose_{kind}/solve_rate_by_{axis}/{b}"] = mean(f"p_{axis}_{b}", c.get(f"{kind}/n_{axis}_{b}", 0.0))

@@ -110,13 +110,14 @@ def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
         learn = estimate_learnability(ctx, proposals)
     new, rates = share_new_tasks(ctx, proposals)              # every valid proposal, from every rank
     novel = novelty(ctx, proposals)                           # before the buffers take this iteration's tasks
+    new_output = novelty(ctx, proposals, "output")
     for kind in TASK_KINDS:
         ctx.buffers[kind].add(new[kind], iteration=iteration, solve_rates=rates[kind])
     with m.timer("solve"):                                    # 4. B solver tasks per type, new ones first
         solve_tasks, solve_rollout = solve(ctx, new)
     with m.timer("verify"):                                   # 5. rewards
         verdicts = [TASKS[t.kind].judge(t, text) for t, text in zip(solve_tasks, solve_rollout.texts)]
-    prop_rewards = [proposer_reward(cfg, p, nov) for p, nov in zip(proposals, novel)]
+    prop_rewards = [proposer_reward(cfg, p, nov, out) for p, nov, out in zip(proposals, novel, new_output)]
     solve_rewards = [SOLVER_REWARD[v] for v in verdicts]
 
     rewards = torch.tensor(prop_rewards + solve_rewards, dtype=torch.float32)
@@ -138,7 +139,7 @@ def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
     counts = count_outcomes(proposals, novel, solve_tasks, verdicts, prop_rollout, solve_rollout)
     m.values.update(outcome_metrics(all_reduce_dict(ctx.accelerator, counts)))
     m.values.update({f"buffer/{kind}/size": len(ctx.buffers[kind]) for kind in TASK_KINDS})
-    m.values.update(curriculum_metrics(ctx, proposals, iteration))
+    m.values.update(curriculum_metrics(ctx, proposals, new_output, iteration))
     m["time/iteration"] = time.perf_counter() - t0
     m["time/generate"] = m.values["time/propose"] + m.values["time/learnability"] + m.values["time/solve"]
     learn_tokens = learn.rollout.completion_mask.sum() if learn.rollout is not None else 0
@@ -263,29 +264,37 @@ def solve(ctx: Context, new: dict[str, list[Task]]) -> tuple[list[Task], Rollout
     return tasks, rollout
 
 
-def proposer_reward(cfg: Config, p: Proposal, novel: bool) -> float:
+def proposer_reward(cfg: Config, p: Proposal, novel: bool, new_output: bool = False) -> float:
     """-1 invalid; valid: 1 - p for 0 < p < 1 (learnable), else ``proposer_extreme_reward`` (paper 0,
-    official code -0.5). ``proposer_reward='validity'`` is the ablation: every valid proposal gets +1."""
+    official code -0.5). ``proposer_reward='validity'`` is the ablation: every valid proposal gets +1.
+    Bonuses: ``diversity_coef`` for a new operator skeleton; ``output_novelty_coef`` for a LEARNABLE task whose
+    output is new to its buffer (learnable only, so unsolvable giant numbers earn nothing: what it rewards is
+    varied tasks the solver can sometimes do, against the drift to `a + a + a` at a = 1)."""
     if p.task is None:
         return INVALID_PROPOSAL_REWARD
+    learnable = p.solve_rate is not None and 0.0 < p.solve_rate < 1.0
     if cfg.proposer_reward == "validity":
         r = 1.0
     else:
-        r = 1.0 - p.solve_rate if 0.0 < p.solve_rate < 1.0 else cfg.proposer_extreme_reward
-    return r + (cfg.diversity_coef if novel else 0.0)
+        r = 1.0 - p.solve_rate if learnable else cfg.proposer_extreme_reward
+    return r + (cfg.diversity_coef if novel else 0.0) + (cfg.output_novelty_coef if new_output and learnable else 0.0)
 
 
-def novelty(ctx: Context, proposals: list[Proposal]) -> list[bool]:
-    """Per proposal: valid, and its program structure (operator skeleton) is new to its buffer and to every
-    proposal before it this iteration, in rank order: in-batch repeats of a new skeleton earn one bonus."""
-    local = [(p.kind, parse_program(p.task.program).signature) if p.task is not None else None for p in proposals]
+def novelty(ctx: Context, proposals: list[Proposal], what: str = "skeleton") -> list[bool]:
+    """Per proposal: valid, and its program structure (``skeleton``: the operator skeleton) or its ``output`` value(s)
+    new to its buffer and to every proposal before it this iteration, in rank order: in-batch repeats earn one bonus."""
+    def key(task: Task):
+        return parse_program(task.program).signature if what == "skeleton" else task.outputs
+
+    seen_in = (lambda kind: ctx.buffers[kind].signatures()) if what == "skeleton" else (lambda kind: ctx.buffers[kind].outputs())
+    local = [(p.kind, key(p.task)) if p.task is not None else None for p in proposals]
     per_rank = gather_object([local]) if ctx.accelerator.num_processes > 1 else [local]
     seen, flags = set(), []
     for part in per_rank:
         flags.append([])
-        for key in part:
-            flags[-1].append(key is not None and key not in seen and key[1] not in ctx.buffers[key[0]].signatures())
-            seen.add(key)
+        for k in part:
+            flags[-1].append(k is not None and k not in seen and k[1] not in seen_in(k[0]))
+            seen.add(k)
     return flags[ctx.accelerator.process_index]
 
 
@@ -594,15 +603,16 @@ def outcome_metrics(c: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def curriculum_metrics(ctx: Context, proposals: list[Proposal], iteration: int) -> dict:
+def curriculum_metrics(ctx: Context, proposals: list[Proposal], new_output: list[bool], iteration: int) -> dict:
     """How hard the valid proposals are, where their solve rates fell, and the age of the references shown
     (azero/curriculum.py), summed over ranks."""
     c: dict[str, float] = defaultdict(float)
     for kind in TASK_KINDS:
-        mine = [p for p in proposals if p.kind == kind]
-        valid = [p for p in mine if p.task is not None]
-        counts = curriculum.proposal_counters(kind, [p.task for p in valid], [p.solve_rate for p in valid],
-                                              [a for p in mine for a in p.reference_added], iteration)
+        mine = [(p, new) for p, new in zip(proposals, new_output) if p.kind == kind]
+        valid = [(p, new) for p, new in mine if p.task is not None]
+        counts = curriculum.proposal_counters(kind, [p.task for p, _ in valid], [p.solve_rate for p, _ in valid],
+                                              [a for p, _ in mine for a in p.reference_added], iteration,
+                                              new_outputs=[new for _, new in valid])
         for k, v in counts.items():
             c[k] += v
     c = all_reduce_dict(ctx.accelerator, c)

@@ -19,7 +19,7 @@ def test_difficulty_by_hand():
 
 def test_counters_sum_over_ranks_and_finish_by_hand():
     tasks = [ded("a + b"), ded("a * b + 3"), ded("a * b * b + 1 - a", 10, 20)]
-    rank0 = proposal_counters("deduction", tasks[:2], [1.0, 0.5], [0, 0, 4], iteration=6)
+    rank0 = proposal_counters("deduction", tasks[:2], [1.0, 0.5], [0, 0, 4], iteration=6, new_outputs=[True, False])
     rank1 = proposal_counters("deduction", tasks[2:], [0.0], [5], iteration=6)
     summed = {k: rank0.get(k, 0) + rank1.get(k, 0) for k in set(rank0) | set(rank1)}
     m = finish("deduction", summed)
@@ -32,6 +32,7 @@ def test_counters_sum_over_ranks_and_finish_by_hand():
     assert m["curriculum/propose_deduction/solve_rate_by_digits/4+"] == 0.0  # 10 * 20 * 20 + 1 - 10 = 3991
     assert m["curriculum/propose_deduction/reference_age"] == (6 + 6 + 2 + 1) / 4
     assert m["curriculum/propose_deduction/reference_seed_frac"] == 0.5
+    assert m["curriculum/propose_deduction/new_output"] == 1 / 3
 
 
 def test_nothing_valid_gives_nan_not_an_error():

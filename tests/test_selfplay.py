@@ -194,6 +194,35 @@ def test_in_batch_repeats_of_a_new_skeleton_are_novel_once():
     assert novelty(ctx, proposals) == [True, False, False, False, True]
 
 
+def test_output_novelty_is_new_to_the_buffer_and_counts_in_batch_repeats_once():
+    buffers = {k: TaskBuffer(k) for k in TASK_KINDS}
+    buffers["deduction"].add([make_task("deduction", parse_program("a + b"), [(1, 2)])])  # output 3
+    ctx = SimpleNamespace(buffers=buffers, accelerator=SimpleNamespace(num_processes=1, process_index=0))
+
+    def prop(kind, program, inputs):
+        return Proposal(kind, "", task=make_task(kind, parse_program(program), inputs))
+
+    proposals = [prop("deduction", "a * b", [(1, 3)]),  # output 3: already in the buffer
+                 prop("deduction", "a * b", [(7, 6)]), prop("deduction", "a + b", [(40, 2)]),  # 42 new, then a repeat
+                 Proposal("deduction", "", reason="invalid program"),
+                 prop("abduction", "a + b", [(1, 2)])]  # 3 is new to the abduction buffer
+    assert novelty(ctx, proposals, "output") == [False, True, False, False, True]
+    buffers["deduction"].add([make_task("deduction", parse_program("a"), [(42, 0)])])
+    assert 42 not in buffers["deduction"].outputs() and (42,) in buffers["deduction"].outputs()
+
+
+@pytest.mark.parametrize("solve_rate, new_output, expected", [
+    (0.5, True, 0.5 + 0.3),   # learnable and a new output: the bonus
+    (0.5, False, 0.5),
+    (1.0, True, 0.0),         # p = 1 (or 0): no bonus, whatever the output
+    (0.0, True, 0.0),
+])
+def test_output_novelty_bonus_only_for_learnable_tasks(solve_rate, new_output, expected):
+    cfg = Config(output_novelty_coef=0.3)
+    p = Proposal("deduction", "", task=make_task("deduction", parse_program("a * b"), [(12, 34)]), solve_rate=solve_rate)
+    assert proposer_reward(cfg, p, False, new_output) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("solve_rate, valid, novel, mode, expected", [
     (None, False, False, "learnability", -1.0),
     (0.25, True, False, "learnability", 0.75),
