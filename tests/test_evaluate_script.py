@@ -1,0 +1,35 @@
+"""bench/evaluate.py scores a run's final/ exactly as the run's own last evaluation did."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "bench" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_final_folder_scores_like_the_runs_last_eval(tmp_path):
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, str(ROOT / "train.py"), "--preset", "tiny", "--iterations", "2", "--lr", "0.01",
+                    "--output-dir", str(out)], check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = {k.rsplit("/", 1)[1]: v for r in rows if r["iteration"] == 2 for k, v in r.items()
+              if k.startswith("eval/arithmetic_eval/") and "/n/" not in k}
+    script = load_script()
+    assert script.resolve(str(out)) == str(out / "final")
+    res = script.main([str(out), "--eval-data", "builtin", "--mixed-precision", "no", "--max-new-tokens", "4",
+                       "--batch-size", "200", "--json-out", str(tmp_path / "r.json")])[str(out)]
+    assert {t: res[t] for t in logged} == logged and res["n/overall"] == 200
+    assert json.loads((tmp_path / "r.json").read_text())["results"][str(out)]["overall"] == logged["overall"]
