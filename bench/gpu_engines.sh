@@ -68,7 +68,8 @@ print('torch', torch.__version__, '| transformers', transformers.__version__, '|
       fi
     }
     RESULTS=()
-    for arm in "single -" "fsdp2 fsdp2" "zero2 zero2" "zero3 zero3" "lora -" "fsdp2_synced fsdp2"; do
+    BASE=single; [ "$NPROC" = 1 ] || BASE=ddp  # several processes without a config file: torchrun, DDP
+    for arm in "$BASE -" "fsdp2 fsdp2" "zero2 zero2" "zero3 zero3" "lora -" "fsdp2_synced fsdp2"; do
       set -- $arm; name=$1; config=$2
       out="$WORK/$name"
       extra=(); [ "$name" = lora ] && extra=(--lora-r 16 --lora-alpha 32)
@@ -87,6 +88,8 @@ print('torch', torch.__version__, '| transformers', transformers.__version__, '|
 import json, statistics, sys
 from pathlib import Path
 work = Path(sys.argv[1])
+from transformers.utils import logging as hf_logging
+hf_logging.disable_progress_bar()
 print(f"\n{'engine':12} {'result':6} {'wall s':>6} {'s/it':>6} {'gen s':>6} {'eval s':>6} {'peak GB':>7} {'steps':>5} "
       f"{'gnorm@1':>8} {'kl@2':>8}  final/")
 for entry in sys.argv[2:]:

@@ -134,3 +134,21 @@ def test_launches_the_loop_cannot_honour_are_refused(ddp_run, tmp_path):
                    cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True, capture_output=True)
     proc = launch(None, "--resume", str(one), "--iterations", "2", ok=False)
     assert proc.returncode != 0 and "written by 1 process(es) under single, this launch has 2 under ddp" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["zero2", "zero3"])
+def test_deepspeed_steps_once_per_iteration_and_skips_nonfinite_steps(engine):
+    """DeepSpeed through our hooks alone (tests/ds_step_driver.py): Accelerate's backward would step the engine at
+    every micro-batch; micro_batch makes three micro-batches one step, and a NaN loss in any of them makes
+    DeepSpeed skip that step (reported by deepspeed_skipped), weights untouched."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / f"{engine}.yaml"),
+           "--num_processes", "2", "--main_process_port", str(next(PORTS)), str(ROOT / "tests" / "ds_step_driver.py")]
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    assert result["engine"] == "DEEPSPEED"
+    assert result["clean_steps"] == [0, 0, 1] and result["clean_skipped"] is False
+    assert result["nan_steps"] == [1, 1, 1] and result["nan_skipped"] is True and result["unchanged"] is True
+    assert result["compared"] > 1000  # this rank's weights (its ZeRO-3 partition), not empty placeholders
