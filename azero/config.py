@@ -301,6 +301,13 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                               "for multi-process runs)")
     need(cfg.lora_r == 0 or bool(cfg.lora_targets.strip()), '--lora-targets is empty (pass "all-linear" or module '
                                                              'names such as "q_proj,v_proj")')
+    if cfg.push_to_hub:  # checked now, not after hours of training
+        from huggingface_hub import get_token
+
+        need(len(cfg.push_to_hub.split("/")) == 2 and all(cfg.push_to_hub.split("/")),
+             f"--push-to-hub {cfg.push_to_hub!r} is not a repo id (pass USER/NAME or ORG/NAME)")
+        need(get_token() is not None, "--push-to-hub needs a hub token: run `hf auth login` or set HF_TOKEN "
+                                      "(or drop --push-to-hub: OUTPUT_DIR/final/ is written either way)")
     need(not cfg.kl_in_reward or cfg.kl_coef > 0, "--kl-in-reward needs --kl-coef > 0 (it folds beta * k1 into the "
                                                   "reward; pass --kl-coef 0.1 or drop --kl-in-reward)")
 

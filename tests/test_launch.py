@@ -60,3 +60,16 @@ def test_deepspeed_config_is_made_ours():
     assert ds["gradient_accumulation_steps"] == 1 and ds["gradient_clipping"] == 0.5
     assert ds["train_micro_batch_size_per_gpu"] == 1
     assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_push_to_hub_is_checked_before_the_model_loads(monkeypatch, tmp_path):
+    from azero.config import Config, ConfigError, validate
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # no stored token either
+    with pytest.raises(ConfigError, match="not a repo id"):
+        validate(Config(push_to_hub="no-slash"))
+    with pytest.raises(ConfigError, match="needs a hub token"):
+        validate(Config(push_to_hub="me/azero-qwen"))
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    validate(Config(push_to_hub="me/azero-qwen"))
