@@ -8,6 +8,7 @@
 #                                                                 as cp312 wheels, SmolLM2's tokenizer), ~15 MB
 #   on the GPU box:    bash bench/gpu_engines.sh run [tiny|qwen]   (carry .gpu_engines; default tiny)
 #   on a CPU box:      NPROC=2 bash bench/gpu_engines.sh run tiny  (2 gloo processes: the engines shard on CPU too)
+#   ARMS="single fsdp2 zero3" runs a subset; RESUME=0 skips the sharded engines' resume runs
 #
 # tiny: the random 2-layer model, seconds per run. qwen: random weights in Qwen2-0.5B-Instruct's architecture
 # (bf16, SmolLM2's tokenizer), a 96-sequence batch: about a minute per run on an H100.
@@ -71,6 +72,7 @@ print('torch', torch.__version__, '| transformers', transformers.__version__, '|
     BASE=single; [ "$NPROC" = 1 ] || BASE=ddp  # several processes without a config file: torchrun, DDP
     for arm in "$BASE -" "fsdp2 fsdp2" "zero2 zero2" "zero3 zero3" "lora -" "fsdp2_synced fsdp2"; do
       set -- $arm; name=$1; config=$2
+      [ -n "${ARMS:-}" ] && [[ " $ARMS " != *" $name "* ]] && continue  # ARMS="single zero3": a subset
       out="$WORK/$name"
       extra=(); [ "$name" = lora ] && extra=(--lora-r 16 --lora-alpha 32)
       [ "$name" = fsdp2_synced ] && extra=(--synced-gpus)  # sample on sharded weights instead of gathering them
@@ -78,7 +80,7 @@ print('torch', torch.__version__, '| transformers', transformers.__version__, '|
       launch "$name" "$config" "${ARGS[@]}" "${EVAL[@]}" "${extra[@]}" --iterations 2 --checkpoint-every 1 \
         --output-dir "$out" > "$out.log" 2>&1
       rc=$?
-      if [ $rc = 0 ] && [ "$config" != - ] && [ "$name" != fsdp2_synced ]; then  # sharded checkpoint -> resume to 3
+      if [ $rc = 0 ] && [ "$config" != - ] && [ "$name" != fsdp2_synced ] && [ "${RESUME:-1}" = 1 ]; then  # -> 3
         launch "$name" "$config" --resume "$out" --iterations 3 > "$out.resume.log" 2>&1; rc=$?
       fi
       RESULTS+=("$name $rc $(( $(date +%s) - t0 ))")
