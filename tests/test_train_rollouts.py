@@ -48,16 +48,16 @@ def test_trained_rollouts_keep_learnable_tasks_with_their_rewards():
 
 
 @pytest.mark.slow
-def test_gather_rows_with_different_row_counts_on_two_ranks():
+def test_gather_rows_with_different_row_counts_on_two_ranks(tmp_path):
     with socket.socket() as sock:  # a free port: other test runs on this machine may hold a fixed one
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            str(ROOT / "tests" / "helpers" / "gather_rows_check.py")]
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "OUT_DIR": str(tmp_path)}, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    outs = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")), key=lambda d: d["rank"])
+    outs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [o["rewards"] for o in outs] == [[0, 1, 2, 10, 11, 12, 13, 14]] * 2
     assert [o["groups"] for o in outs] == [[0, 0, 0, 1, 1, 1, 1, 1]] * 2
     assert [o["mine"] for o in outs] == [[0, 3], [3, 8]] and all(o["check"] for o in outs)

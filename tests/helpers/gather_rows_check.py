@@ -1,6 +1,11 @@
-"""Run under torchrun with 2 ranks: gather_rows with different row counts per rank (3 and 5)."""
+"""Run under torchrun with 2 ranks: gather_rows with different row counts per rank (3 and 5).
+
+Each rank writes its result to OUT_DIR/rank{r}.json: two ranks printing to one shared stdout can interleave
+their lines."""
 import json
+import os
 import sys
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -13,6 +18,7 @@ n = 3 if r == 0 else 5
 rewards = torch.arange(n, dtype=torch.float32) + 10 * r  # rank 0: 0 1 2, rank 1: 10 .. 14
 groups = torch.full((n, 2), r, dtype=torch.long)  # 2-d rows too
 (all_rewards, all_groups), mine = gather_rows(acc, rewards, groups)
-print(json.dumps({"rank": r, "rewards": all_rewards.tolist(), "groups": all_groups[:, 0].tolist(),
-                  "mine": [mine.start, mine.stop], "check": torch.equal(all_rewards[mine], rewards)}), flush=True)
+out = {"rank": r, "rewards": all_rewards.tolist(), "groups": all_groups[:, 0].tolist(),
+       "mine": [mine.start, mine.stop], "check": torch.equal(all_rewards[mine], rewards)}
+(Path(os.environ["OUT_DIR"]) / f"rank{r}.json").write_text(json.dumps(out))
 sys.exit(0)
