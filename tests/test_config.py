@@ -220,3 +220,10 @@ def test_main_refuses_before_the_model_loads(tmp_path, monkeypatch, make_args):
     monkeypatch.setattr(azero.models, "load_tokenizer", no_model)
     with pytest.raises(ConfigError):
         train.main(["--preset", "tiny", "--output-dir", str(tmp_path / "run"), *make_args(tmp_path)])
+
+
+@pytest.mark.parametrize("flags", [["--model", "/nowhere/model.gguf"], ["--model", "./no_such_folder"],
+                                   ["--tokenizer", "~/no/such/tokenizer"]])
+def test_missing_local_model_or_tokenizer(flags):
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_config(["--preset", "tiny", *flags])
