@@ -24,6 +24,7 @@ def test_prepare_openmp_shortens_the_spin_unless_the_user_chose():
         assert cpu.prepare_openmp(env) == {} and env == chosen
 
 
+@pytest.mark.slow  # a python process importing train.py (torch, transformers): ~5-15 s
 def test_train_py_sets_the_spin_before_torch_is_imported():
     """OpenMP reads GOMP_SPINCOUNT once, when torch loads libgomp: set later, it does nothing."""
     probe = (

@@ -53,6 +53,7 @@ def test_new_empty_or_unrelated_folders_and_the_resumed_run_are_accepted(tmp_pat
         claim_run_folder(run, resume_dir=str(tmp_path / "elsewhere"), overwrite=False)
 
 
+@pytest.mark.slow  # runs train.py
 def test_resume_and_overwrite_of_the_same_folder_contradict(tmp_path):
     out = tmp_path / "run"
     subprocess.run([sys.executable, str(ROOT / "train.py"), "--preset", "tiny", "--iterations", "0",
@@ -64,6 +65,7 @@ def test_resume_and_overwrite_of_the_same_folder_contradict(tmp_path):
     assert cfg.overwrite is False
 
 
+@pytest.mark.slow  # runs train.py twice
 def test_cli_refuses_a_second_run_into_the_same_folder_and_keeps_the_first(tmp_path):
     """Issue 11 item 5: a second run into a run folder used to append iterations [0,1,2,0,1,2] to its metrics."""
     out = tmp_path / "run"
