@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -187,7 +188,10 @@ def test_two_processes_stay_identical(tmp_path):
     """Two ranks on CPU/gloo: world size 2, identical parameters and buffers (checked by the trainer's
     fingerprint at every checkpoint) and both ranks' RNG states saved."""
     out = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    with socket.socket() as sock:  # a free port: other test runs on this machine may hold a fixed one
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     run_train("--preset", "tiny", "--iterations", "2", "--checkpoint-every", "1", "--output-dir", str(out),
               launcher=launcher)
     rows = [r for r in read_rows(out) if "dist/world_size" in r]
