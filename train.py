@@ -118,8 +118,11 @@ def main(argv: list[str] | None = None) -> dict:
         export(ctx, say)  # OUTPUT_DIR/final/, a plain Hugging Face folder, at the end of every run
     tracker.finish()
     accelerator.wait_for_everyone()
-    if stopping and it < cfg.iterations:  # checkpointed, unfinished: 128 + signal, as a shell reports a signal
-        raise SystemExit(128 + signal_number(accelerator, stop.signal))
+    # checkpointed, unfinished: 128 + signal, as a shell reports a signal
+    code = 128 + signal_number(accelerator, stop.signal) if stopping and it < cfg.iterations else 0
+    accelerator.end_training()  # destroy the process group before exit: no rank tears down a group still in use
+    if code:
+        raise SystemExit(code)
     return final
 
 
