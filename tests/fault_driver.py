@@ -5,7 +5,8 @@ No hook lives in the trainer: this driver wraps the primitives that checkpoints 
 ``safetensors.torch.save_file``) for paths inside the run folder, and numbers each *event*:
 
   ``before``  the call has not started;
-  ``torn``    the call wrote half of its bytes (a write, ``torch.save``, ``save_file``) or deleted one file of
+  ``torn``    the call wrote half of its bytes (a file's writes up to a flush or close, ``torch.save``,
+              ``save_file``) or deleted one file of
               the tree (``rmtree``) -- what a kill, a power cut or a full disk leaves in the middle of a call;
   ``after``   the call returned.
 
@@ -130,29 +131,40 @@ def install(faults: Faults) -> None:
         return wrapped
 
     class Writer:
-        """A file opened for writing in the run folder: each write() is an event."""
+        """A file opened for writing in the run folder. Its bytes are held until flush() or close(), then
+        written as one event: a json.dump of many small writes is one write of a whole, half or no file."""
 
         def __init__(self, f, name):
-            self._f, self._name = f, name
+            self._f, self._name, self._pending = f, name, []
 
         def write(self, data):
-            if faults.event(self._name, "before"):
-                die()
-            if faults.event(self._name, "torn"):
-                self._f.write(data[: max(1, len(data) // 2)])
-                self._f.flush()
-                die()
-            n = self._f.write(data)
+            self._pending.append(data)
+            return len(data)
+
+        def flush(self):
+            if self._pending:
+                data, self._pending = self._pending[0][:0].join(self._pending), []
+                if faults.event(self._name, "before"):
+                    die()
+                if faults.event(self._name, "torn"):
+                    self._f.write(data[: max(1, len(data) // 2)])
+                    self._f.flush()
+                    die()
+                self._f.write(data)
+                if faults.event(self._name, "after"):
+                    self._f.flush()
+                    die()
             self._f.flush()
-            if faults.event(self._name, "after"):
-                die()
-            return n
+
+        def close(self):
+            self.flush()
+            self._f.close()
 
         def __enter__(self):
             return self
 
         def __exit__(self, *exc):
-            self._f.close()
+            self.close()
 
         def __getattr__(self, attr):
             return getattr(self._f, attr)

@@ -57,8 +57,9 @@ def final_state(run: Path) -> dict:
     }
 
 
-# Where and how the run was started, and when a file was written: not part of the run's state.
-WHERE_AND_WHEN = {"output_dir", "overwrite", "time"}
+# Where and how the run was started, and when and how big a file was written (a checkpoint marker's "files":
+# sizes of pickles that hold the output folder's path): not part of the run's state. The files themselves are.
+WHERE_AND_WHEN = {"output_dir", "overwrite", "time", "files"}
 
 
 def _without(obj, keys: set):
