@@ -121,6 +121,8 @@ class ThreadGovernor:
         self.others = max(0.0, ((busy - self._busy) - (own - self._own)) / wall)
         self._mark()
         want = min(self.max_threads, choose_threads(self.cpus, self.others))
+        if self.enabled and want > self.threads:  # take threads back only with a margin: no flapping at the edge
+            want = max(self.threads, min(want, choose_threads(self.cpus, self.others + HYSTERESIS)))
         if self.enabled and want != self.threads:
             import torch
 
@@ -138,6 +140,9 @@ class ThreadGovernor:
     def metrics(self) -> dict[str, float]:
         """Logged per iteration under perf/ (they vary with the machine, like timings)."""
         return {"perf/threads": float(self.threads), "perf/cpu_busy_others": self.others}
+
+
+HYSTERESIS = 0.2  # CPUs of others' load below the threshold before a thread given up is taken back
 
 
 def choose_threads(cpus: int, others: float) -> int:
