@@ -127,7 +127,8 @@ def run_case(args, mode: str, competitor: str, work: Path) -> dict:
             threads = [r.get("perf/threads") for r in rows if "time/iteration" in r]
             result = {"s/iteration": its, "mean s/it": sum(its) / len(its), "seeding s": seeding[0] if seeding else None,
                       "threads": threads, "wall s": t1 - t0}
-            print("".join(line + "\n" for line in proc.stderr.splitlines() if line.startswith(("cpu:", "WARNING: cpu"))),
+            print("".join(line + "\n" for line in (proc.stdout + proc.stderr).splitlines()
+                          if line.startswith(("cpu:", "WARNING: cpu"))),
                   end="")
     finally:
         if comp is not None:
@@ -149,6 +150,7 @@ def main():
     p.add_argument("--modes", default="before,after")
     p.add_argument("--competitors", default="none,spin,matmul")
     p.add_argument("--competitor-alone", action="store_true", help="also time the matmul competitor alone")
+    p.add_argument("--repeats", type=int, default=1, help="rounds; the mode order alternates (ABAB), medians reported")
     args = p.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, affinity {sorted(os.sched_getaffinity(0))}; {time.strftime('%Y-%m-%d %H:%M')}")
     results = {}
@@ -159,18 +161,27 @@ def main():
             t0 = time.time()
             subprocess.run([sys.executable, "-c", MATMUL, "plain", str(args.seconds), str(log)], env=env_for("before"),
                            cwd=ROOT, check=True)
-            results["competitor alone"] = {"it/s": rate(log, t0 + 1, time.time())}
-            print(f"competitor alone: {results['competitor alone']}")
-        for mode in args.modes.split(","):
+            results["competitor alone"] = [{"it/s": rate(log, t0 + 1, time.time())}]
+            print(f"competitor alone: {results['competitor alone'][0]}")
+        modes = args.modes.split(",")
+        for round_ in range(args.repeats):
             for competitor in args.competitors.split(","):
-                results[f"{mode}-{competitor}"] = run_case(args, mode, competitor, work)
-    print("\n| case | " + ("it/s" if args.workload == "matmul" else "mean s/iteration") + " | competitor it/s |")
+                for mode in modes if round_ % 2 == 0 else modes[::-1]:
+                    results.setdefault(f"{mode}-{competitor}", []).append(run_case(args, mode, competitor, work))
+    key = "it/s" if args.workload == "matmul" else "mean s/it"
+    print(f"\n| case | {'it/s' if args.workload == 'matmul' else 's/iteration'} (median [min-max] of {args.repeats})"
+          " | competitor it/s (median) |")
     print("|---|---|---|")
-    for tag, r in results.items():
-        main_value = r.get("it/s") if args.workload == "matmul" or "it/s" in r else r.get("mean s/it")
-        comp = r.get("competitor it/s")
-        print(f"| {tag} | {main_value:.1f} | {'' if comp is None else f'{comp:.0f}'} |" if main_value is not None
-              else f"| {tag} | n/a | |")
+    for tag, runs in results.items():
+        print(f"| {tag} | {_summary([r.get(key) for r in runs])} | {_summary([r.get('competitor it/s') for r in runs])} |")
+
+
+def _summary(values: list) -> str:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return ""
+    mid = values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    return f"{mid:.1f}" + (f" [{values[0]:.1f}-{values[-1]:.1f}]" if len(values) > 1 else "")
 
 
 if __name__ == "__main__":
