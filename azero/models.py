@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from azero.config import not_a_model_folder
+
 TINY_SPECIALS = ("<pad>", "<|im_end|>", "<unk>")
 # Printable ASCII plus newline: every prompt and answer of the arithmetic tasks is made of these.
 TINY_CHARS = tuple(string.printable[:95]) + ("\n",)
@@ -250,21 +252,12 @@ def _existing(path: str) -> Path:
     return p
 
 
-# A folder holding none of these is not a model or tokenizer folder (an empty or wrong folder).
-LOADABLE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-
-
 def _from_hub_or_folder(loader, source: str, **kwargs):
     if os.path.sep in source and not Path(source).exists() and source.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model folder {source} does not exist")
-    folder = Path(source).expanduser()
-    if folder.is_dir() and not any((folder / name).is_file() for name in LOADABLE_FILES):
-        # Without this, transformers falls through to converting a slow tokenizer and asks for
-        # sentencepiece or tiktoken, which sends the user after the wrong fix.
-        ggufs = sorted(p.name for p in folder.glob("*.gguf"))
-        hint = f"; it holds {ggufs[0]}: pass --model {folder / ggufs[0]}" if ggufs else ""
-        raise FileNotFoundError(f"model folder {folder} has no config.json (it is not a save_pretrained folder{hint}); "
-                                "pass --model with a hub id, a save_pretrained folder or a .gguf file")
+    wrong = not_a_model_folder(source)  # train.py refuses this before loading (config.validate); callers in code too
+    if wrong is not None:
+        raise FileNotFoundError(f"model {wrong}")
     try:
         return loader(source, **kwargs)
     except OSError as e:

@@ -207,6 +207,7 @@ def test_cli_config_errors_are_one_line_exit_2_before_the_model_loads(tmp_path, 
 @pytest.mark.parametrize("make_args", [
     lambda tmp: ["--eval-data", str(tmp / "missing.jsonl")],
     lambda tmp: ["--output-dir", write(tmp, "a_file", "") + "/run"],
+    lambda tmp: (tmp / "empty").mkdir() or ["--model", str(tmp / "empty")],  # a folder holding no model
 ])
 def test_main_refuses_before_the_model_loads(tmp_path, monkeypatch, make_args):
     """In process: train.main raises ConfigError (train.py's __main__ prints it, exit 2) and never builds a model."""
@@ -227,3 +228,19 @@ def test_main_refuses_before_the_model_loads(tmp_path, monkeypatch, make_args):
 def test_missing_local_model_or_tokenizer(flags):
     with pytest.raises(ConfigError, match="does not exist"):
         parse_config(["--preset", "tiny", *flags])
+
+
+def test_a_folder_that_is_not_a_model_is_refused_before_the_model_loads(tmp_path):
+    """An empty (or wrong) --model folder: one config error naming the folder, not "install sentencepiece or
+    tiktoken" from deep inside transformers after the launch; a .gguf inside it is suggested."""
+    empty = tmp_path / "m"
+    empty.mkdir()
+    for flag in ("--model", "--tokenizer"):
+        with pytest.raises(ConfigError, match=f"{flag} folder .*m has no config.json.*pass {flag} with") as e:
+            parse_config(["--preset", "tiny", flag, str(empty)])
+        assert "sentencepiece" not in str(e.value)
+    (empty / "weights.gguf").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"it holds weights\.gguf: pass --model .*weights\.gguf"):
+        parse_config(["--preset", "tiny", "--model", str(empty)])
+    (empty / "config.json").write_text("{}")
+    parse_config(["--preset", "tiny", "--model", str(empty)])  # a save_pretrained folder passes the check
