@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, resume_dir = parse_config(argv, __doc__)
     accelerator = make_accelerator(cfg)
     cfg.check(accelerator.num_processes)  # batch sizes must split over the ranks
-    claim_run_folder(cfg.output_dir, resume_dir=resume_dir, overwrite=cfg.overwrite,
-                     main_process=accelerator.is_main_process)
     check_output_dir(cfg)
     eval_items = load_eval_items(cfg)
+    # last of the checks: --overwrite deletes the old run only once nothing else can refuse this one
+    claim_run_folder(cfg.output_dir, resume_dir=resume_dir, overwrite=cfg.overwrite,
+                     main_process=accelerator.is_main_process)
     say = printer(accelerator)
     say(describe(cfg, resume_dir, accelerator.num_processes))
     say(f"eval set: {len(eval_items)} problems from {cfg.eval_data}")

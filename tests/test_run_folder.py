@@ -53,6 +53,25 @@ def test_new_empty_or_unrelated_folders_and_the_resumed_run_are_accepted(tmp_pat
         claim_run_folder(run, resume_dir=str(tmp_path / "elsewhere"), overwrite=False)
 
 
+def test_overwrite_deletes_nothing_when_another_check_refuses_the_run(tmp_path, monkeypatch):
+    """A typo beside --overwrite (here a missing eval file) is one config error and the old run is still there:
+    the run files are deleted only after every check has passed, and never before the model could load."""
+    import azero.models
+    import train
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model loaded before the config was checked")
+
+    monkeypatch.setattr(azero.models, "load_policy", no_model)
+    monkeypatch.setattr(azero.models, "load_tokenizer", no_model)
+    run = fake_run(tmp_path / "run")
+    before = run_contents(run)
+    with pytest.raises(ConfigError, match="cannot read --eval-data"):
+        train.main(["--preset", "tiny", "--output-dir", str(run), "--overwrite",
+                    "--eval-data", str(tmp_path / "missing.jsonl")])
+    assert run_contents(run) == before and (run / "metrics.jsonl").read_text() == '{"iteration": 0}\n'
+
+
 @pytest.mark.slow  # runs train.py
 def test_resume_and_overwrite_of_the_same_folder_contradict(tmp_path):
     out = tmp_path / "run"
