@@ -465,8 +465,11 @@ def trr_metrics(all_rewards, all_groups, all_seq_adv, six) -> dict:
     advantage mean and std after the normalisation. Plus TRL's ``frac_reward_zero_std``: the fraction of the
     baseline groups whose rewards were all equal (their advantages are 0, so they teach nothing)."""
     out = {}
-    reward_mean, reward_std, count = adv.group_stats(all_rewards, six, num_groups=6)
-    adv_mean, adv_std, _ = adv.group_stats(all_seq_adv, six, num_groups=6)
+    # Rows outside the six groups carry no (task, role) to report: bench/throughput.py's per-prompt grouping
+    # passes prompt indices as task ids.
+    keep = six < 6
+    reward_mean, reward_std, count = adv.group_stats(all_rewards[keep], six[keep], num_groups=6)
+    adv_mean, adv_std, _ = adv.group_stats(all_seq_adv[keep], six[keep], num_groups=6)
     for t, kind in enumerate(TASK_KINDS):
         for r, role in enumerate(ROLES):
             g, key = 2 * t + r, f"trr/{group_name(role, kind)}"

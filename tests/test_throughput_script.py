@@ -1,0 +1,30 @@
+"""bench/throughput.py runs our trainer end to end (tiny model): the real update path, exact completion lengths.
+
+It calls `selfplay.update` with its own per-prompt groups; a change in the update's metrics once broke it
+silently (nothing else runs the bench), hence this check."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_small_bench_of_our_trainer(tmp_path):
+    out = tmp_path / "bench.json"
+    # 4 prompts: per-prompt group ids reach 2 * 3 + 1 = 7, past the six (task, role) groups
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "throughput.py"), "--trainers", "ours", "--model", "tiny",
+                           "--prompts", "4", "--generations", "2", "--completion-len", "4", "--repeats", "1",
+                           "--steps", "2", "--warmup", "1", "--json-out", str(out)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]["ours"]
+    assert len(runs) == 1 and len(runs[0]["steps"]) == 2  # 1 repeat of 2 measured steps
+    for step in runs[0]["steps"]:
+        assert step["sequences"] == 8 and step["generated_tokens"] == 8 * 4  # 4 prompts x 2, exactly 4 tokens each
+        assert step["total"] > 0
