@@ -39,6 +39,8 @@ def main() -> None:
                           clean_skipped, "nan_steps": nan_steps, "nan_skipped": nan_skipped, "unchanged": unchanged,
                           "compared": sum(t.numel() for t in before.values())}))
     sys.stdout.flush()
+    acc.wait_for_everyone()
+    acc.end_training()  # destroy the process group before exit: a rank tearing down a live group can abort
 
 
 if __name__ == "__main__":
