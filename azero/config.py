@@ -30,6 +30,7 @@ from azero.tasks.common import ProposerReward
 
 MixedPrecision = Literal["no", "bf16", "fp16"]  # Accelerate's autocast modes
 TrainRollouts = Literal["none", "learnable", "all"]  # which learnability rollouts also train the solver (selfplay.py)
+OutputNovelty = Literal["new", "count"]  # how the output-novelty bonus decays with repeats (selfplay.proposer_reward)
 
 
 class ConfigError(ValueError):
@@ -74,6 +75,8 @@ class Config:
     proposer_extreme_reward: float = opt(0.0, "reward of a valid proposal with p in {0, 1}: paper 0, AZR code -0.5")
     diversity_coef: float = opt(0.0, "bonus for a proposal whose operator skeleton is new to the buffer")
     output_novelty_coef: float = opt(0.0, "bonus for a learnable proposal (0 < p < 1) whose output is new to its buffer")
+    output_novelty: OutputNovelty = opt("new", "that bonus: new (all of it for an output not yet in the buffer, else "
+                                               "none) or count (coef / sqrt(1 + times the output is already there))")
     # --- curriculum (azero/curriculum.py)
     reference_frontier: float = opt(0.0, "share of the K references drawn from recent learnable tasks (0 < p < 1); "
                                          "0 = uniform over the buffer (paper)", ge=0, le=1)

@@ -110,14 +110,15 @@ def run_iteration(ctx: Context, iteration: int) -> tuple[dict, list[dict]]:
         learn = estimate_learnability(ctx, proposals)
     new, rates = share_new_tasks(ctx, proposals)              # every valid proposal, from every rank
     novel = novelty(ctx, proposals)                           # before the buffers take this iteration's tasks
-    new_output = novelty(ctx, proposals, "output")
+    output_seen = seen_counts(ctx, proposals, "output")
+    new_output = [n == 0 for n in output_seen]
     for kind in TASK_KINDS:
         ctx.buffers[kind].add(new[kind], iteration=iteration, solve_rates=rates[kind])
     with m.timer("solve"):                                    # 4. B solver tasks per type, new ones first
         solve_tasks, solve_rollout = solve(ctx, new)
     with m.timer("verify"):                                   # 5. rewards
         verdicts = [TASKS[t.kind].judge(t, text) for t, text in zip(solve_tasks, solve_rollout.texts)]
-    prop_rewards = [proposer_reward(cfg, p, nov, out) for p, nov, out in zip(proposals, novel, new_output)]
+    prop_rewards = [proposer_reward(cfg, p, nov, seen) for p, nov, seen in zip(proposals, novel, output_seen)]
     solve_rewards = [SOLVER_REWARD[v] for v in verdicts]
 
     rewards = torch.tensor(prop_rewards + solve_rewards, dtype=torch.float32)
@@ -264,12 +265,14 @@ def solve(ctx: Context, new: dict[str, list[Task]]) -> tuple[list[Task], Rollout
     return tasks, rollout
 
 
-def proposer_reward(cfg: Config, p: Proposal, novel: bool, new_output: bool = False) -> float:
+def proposer_reward(cfg: Config, p: Proposal, novel: bool, output_seen: int | None = None) -> float:
     """-1 invalid; valid: 1 - p for 0 < p < 1 (learnable), else ``proposer_extreme_reward`` (paper 0,
     official code -0.5). ``proposer_reward='validity'`` is the ablation: every valid proposal gets +1.
-    Bonuses: ``diversity_coef`` for a new operator skeleton; ``output_novelty_coef`` for a LEARNABLE task whose
-    output is new to its buffer (learnable only, so unsolvable giant numbers earn nothing: what it rewards is
-    varied tasks the solver can sometimes do, against the drift to `a + a + a` at a = 1)."""
+    Bonuses: ``diversity_coef`` for a new operator skeleton; ``output_novelty_coef`` for a LEARNABLE task by how
+    often its output is already in its buffer (``output_seen``; learnable only, so unsolvable giant numbers earn
+    nothing: what it rewards is varied tasks the solver can sometimes do, against the drift to `a + a + a` at a = 1).
+    ``output_novelty='new'`` pays all of it for an unseen output only; 'count' pays coef / sqrt(1 + seen), the
+    count-based exploration bonus, which still separates rare from common outputs once small ones are all seen."""
     if p.task is None:
         return INVALID_PROPOSAL_REWARD
     learnable = p.solve_rate is not None and 0.0 < p.solve_rate < 1.0
@@ -277,25 +280,36 @@ def proposer_reward(cfg: Config, p: Proposal, novel: bool, new_output: bool = Fa
         r = 1.0
     else:
         r = 1.0 - p.solve_rate if learnable else cfg.proposer_extreme_reward
-    return r + (cfg.diversity_coef if novel else 0.0) + (cfg.output_novelty_coef if new_output and learnable else 0.0)
+    bonus = 0.0
+    if learnable and output_seen is not None:
+        bonus = float(output_seen == 0) if cfg.output_novelty == "new" else (1.0 + output_seen) ** -0.5
+    return r + (cfg.diversity_coef if novel else 0.0) + cfg.output_novelty_coef * bonus
 
 
 def novelty(ctx: Context, proposals: list[Proposal], what: str = "skeleton") -> list[bool]:
     """Per proposal: valid, and its program structure (``skeleton``: the operator skeleton) or its ``output`` value(s)
     new to its buffer and to every proposal before it this iteration, in rank order: in-batch repeats earn one bonus."""
+    return [n == 0 for n in seen_counts(ctx, proposals, what)]
+
+
+def seen_counts(ctx: Context, proposals: list[Proposal], what: str = "skeleton") -> list[int | None]:
+    """Per proposal: None if invalid, else how many times its ``skeleton`` or ``output`` is already in its buffer
+    plus how many proposals before it this iteration (in rank order, over all ranks) share it."""
     def key(task: Task):
         return parse_program(task.program).signature if what == "skeleton" else task.outputs
 
     seen_in = (lambda kind: ctx.buffers[kind].signatures()) if what == "skeleton" else (lambda kind: ctx.buffers[kind].outputs())
     local = [(p.kind, key(p.task)) if p.task is not None else None for p in proposals]
     per_rank = gather_object([local]) if ctx.accelerator.num_processes > 1 else [local]
-    seen, flags = set(), []
+    in_batch: Counter = Counter()
+    counts: list[list[int | None]] = []
     for part in per_rank:
-        flags.append([])
+        counts.append([])
         for k in part:
-            flags[-1].append(k is not None and k not in seen and k[1] not in seen_in(k[0]))
-            seen.add(k)
-    return flags[ctx.accelerator.process_index]
+            counts[-1].append(None if k is None else in_batch[k] + seen_in(k[0]).get(k[1], 0))
+            if k is not None:
+                in_batch[k] += 1
+    return counts[ctx.accelerator.process_index]
 
 
 # ----------------------------------------------------------------------------------------------------

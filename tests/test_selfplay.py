@@ -14,7 +14,7 @@ from azero import selfplay
 from azero.buffers import TaskBuffer
 from azero.config import PRESETS, Config
 from azero.models import frozen_copy, load_policy, tiny_tokenizer
-from azero.selfplay import (Context, Proposal, count_outcomes, novelty, outcome_metrics, proposer_reward,
+from azero.selfplay import (Context, Proposal, count_outcomes, novelty, outcome_metrics, proposer_reward, seen_counts,
                             trr_metrics, update)
 from azero.tasks import TASK_KINDS, Verdict, make_task, parse_program
 from azero.trainer import make_optimizer
@@ -211,16 +211,45 @@ def test_output_novelty_is_new_to_the_buffer_and_counts_in_batch_repeats_once():
     assert 42 not in buffers["deduction"].outputs() and (42,) in buffers["deduction"].outputs()
 
 
-@pytest.mark.parametrize("solve_rate, new_output, expected", [
-    (0.5, True, 0.5 + 0.3),   # learnable and a new output: the bonus
-    (0.5, False, 0.5),
-    (1.0, True, 0.0),         # p = 1 (or 0): no bonus, whatever the output
-    (0.0, True, 0.0),
+@pytest.mark.parametrize("solve_rate, output_seen, expected", [
+    (0.5, 0, 0.5 + 0.3),   # learnable and a new output: the bonus
+    (0.5, 1, 0.5),
+    (0.5, None, 0.5),      # not counted
+    (1.0, 0, 0.0),         # p = 1 (or 0): no bonus, whatever the output
+    (0.0, 0, 0.0),
 ])
-def test_output_novelty_bonus_only_for_learnable_tasks(solve_rate, new_output, expected):
+def test_output_novelty_bonus_only_for_learnable_tasks(solve_rate, output_seen, expected):
     cfg = Config(output_novelty_coef=0.3)
     p = Proposal("deduction", "", task=make_task("deduction", parse_program("a * b"), [(12, 34)]), solve_rate=solve_rate)
-    assert proposer_reward(cfg, p, False, new_output) == pytest.approx(expected)
+    assert proposer_reward(cfg, p, False, output_seen) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("solve_rate, output_seen, expected", [
+    (0.75, 0, 0.25 + 0.4),            # never seen: the whole coefficient, as in 'new'
+    (0.75, 3, 0.25 + 0.4 / 2),        # seen 3 times: 0.4 / sqrt(4)
+    (0.75, 15, 0.25 + 0.4 / 4),       # seen 15 times: 0.4 / sqrt(16)
+    (1.0, 0, 0.0),                    # not learnable: nothing
+])
+def test_count_output_novelty_decays_with_the_square_root_of_repeats(solve_rate, output_seen, expected):
+    cfg = Config(output_novelty_coef=0.4, output_novelty="count")
+    p = Proposal("deduction", "", task=make_task("deduction", parse_program("a * b"), [(12, 34)]), solve_rate=solve_rate)
+    assert proposer_reward(cfg, p, False, output_seen) == pytest.approx(expected)
+
+
+def test_seen_counts_add_the_buffer_and_earlier_proposals_of_the_iteration():
+    buffers = {k: TaskBuffer(k) for k in TASK_KINDS}
+    buffers["deduction"].add([make_task("deduction", parse_program("a + b"), [(1, 2)])] * 2)  # output 3, twice
+    ctx = SimpleNamespace(buffers=buffers, accelerator=SimpleNamespace(num_processes=1, process_index=0))
+
+    def prop(kind, program, inputs):
+        return Proposal(kind, "", task=make_task(kind, parse_program(program), inputs))
+
+    proposals = [prop("deduction", "a * b", [(1, 3)]), prop("deduction", "a - b", [(5, 2)]),  # 3: buffer 2, then 3
+                 prop("deduction", "a + b", [(40, 2)]),  # 42: new
+                 Proposal("deduction", "", reason="invalid program"),
+                 prop("abduction", "a + b", [(1, 2)])]  # 3 is new to the abduction buffer
+    assert seen_counts(ctx, proposals, "output") == [2, 3, 0, None, 0]
+    assert seen_counts(ctx, proposals, "skeleton") == [0, 0, 2, None, 0]
 
 
 @pytest.mark.parametrize("solve_rate, valid, novel, mode, expected", [
