@@ -316,17 +316,19 @@ def seen_counts(ctx: Context, proposals: list[Proposal], what: str = "skeleton")
 # the update
 
 
-def update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
+def update(ctx: Context, seqs, rewards, task_idx, role_idx, groups=None) -> dict:
     with training_attention(ctx.policy, ctx.ref_model):  # CPU: eager attention (SDPA's CPU backward is slow)
-        return _update(ctx, seqs, rewards, task_idx, role_idx)
+        return _update(ctx, seqs, rewards, task_idx, role_idx, groups)
 
 
-def _update(ctx: Context, seqs, rewards, task_idx, role_idx) -> dict:
+def _update(ctx: Context, seqs, rewards, task_idx, role_idx, groups=None) -> dict:
     """TRR++ advantages over the gathered batch, then ``ppo_epochs`` optimizer steps (default 1), each over every
     length-bucketed micro-batch. Every rank runs the same number of passes; a non-finite loss or gradient skips
-    the step on all ranks together."""
+    the step on all ranks together. ``groups``: baseline group ids that replace ``--grouping`` (bench/throughput.py
+    uses one group per prompt, as GRPO does); the per-(task, role) metrics still follow task_idx and role_idx."""
     cfg, acc = ctx.cfg, ctx.accelerator
-    groups = adv.group_ids(task_idx, role_idx, cfg.grouping)
+    if groups is None:
+        groups = adv.group_ids(task_idx, role_idx, cfg.grouping)
     six = adv.group_ids(task_idx, role_idx, "task_role")  # the per-group metrics and group-token-mean use these
     lengths = torch.tensor([float(len(c)) for _, c in seqs])
     # every rank's rows in rank order (ranks may hold different counts, e.g. with --train-rollouts)
@@ -479,11 +481,8 @@ def trr_metrics(all_rewards, all_groups, all_seq_adv, six) -> dict:
     advantage mean and std after the normalisation. Plus TRL's ``frac_reward_zero_std``: the fraction of the
     baseline groups whose rewards were all equal (their advantages are 0, so they teach nothing)."""
     out = {}
-    # Rows outside the six groups carry no (task, role) to report: bench/throughput.py's per-prompt grouping
-    # passes prompt indices as task ids.
-    keep = six < 6
-    reward_mean, reward_std, count = adv.group_stats(all_rewards[keep], six[keep], num_groups=6)
-    adv_mean, adv_std, _ = adv.group_stats(all_seq_adv[keep], six[keep], num_groups=6)
+    reward_mean, reward_std, count = adv.group_stats(all_rewards, six, num_groups=6)
+    adv_mean, adv_std, _ = adv.group_stats(all_seq_adv, six, num_groups=6)
     for t, kind in enumerate(TASK_KINDS):
         for r, role in enumerate(ROLES):
             g, key = 2 * t + r, f"trr/{group_name(role, kind)}"

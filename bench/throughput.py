@@ -355,12 +355,10 @@ def run_ours(args, label: str = "ours", engine: str = "hf") -> None:
             rewards = [reward_of(batch[i], text) for i, text in zip(rollout.prompt_index.tolist(), rollout.texts)]
         rewards = torch.tensor(rewards, dtype=torch.float32)
         seqs = unpad(rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
-        if args.grouping == "prompt":  # group id 2 * task + role: one group per prompt through the real group_ids
-            task_idx, role_idx = rollout.prompt_index.cpu(), torch.ones(len(seqs), dtype=torch.long)
-        else:
-            task_idx = torch.tensor([selfplay.TASK_KINDS.index(batch[i].kind) for i in rollout.prompt_index.tolist()])
-            role_idx = torch.ones(len(seqs), dtype=torch.long)
-        metrics = selfplay.update(ctx, seqs, rewards, task_idx, role_idx)
+        task_idx = torch.tensor([selfplay.TASK_KINDS.index(batch[i].kind) for i in rollout.prompt_index.tolist()])
+        role_idx = torch.ones(len(seqs), dtype=torch.long)
+        groups = rollout.prompt_index.cpu() if args.grouping == "prompt" else None  # one baseline per prompt (GRPO)
+        metrics = selfplay.update(ctx, seqs, rewards, task_idx, role_idx, groups)
         total = time.perf_counter() - t0
         phases = timers.take()
         phases["other"] = total - sum(phases.values())

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_small_bench_of_our_trainer(tmp_path):
     out = tmp_path / "bench.json"
-    # 4 prompts: per-prompt group ids reach 2 * 3 + 1 = 7, past the six (task, role) groups
+    # 4 prompts, one baseline group each (the bench's default grouping), passed to update() as explicit groups
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "throughput.py"), "--trainers", "ours", "--model", "tiny",
                            "--prompts", "4", "--generations", "2", "--completion-len", "4", "--repeats", "1",
                            "--steps", "2", "--warmup", "1", "--json-out", str(out)],
