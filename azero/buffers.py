@@ -27,6 +27,10 @@ def _signature(task: Task) -> str:
     return parse_program(task.program).signature  # parse_program is cached: cheap on repeats
 
 
+def _operator_set(task: Task) -> str:
+    return parse_program(task.program).operator_set
+
+
 def is_learnable(solve_rate: float | None) -> bool:
     """0 < p < 1: the solver sometimes, but not always, solves the task (AZR's learnability)."""
     return solve_rate is not None and 0.0 < solve_rate < 1.0
@@ -56,6 +60,7 @@ class TaskBuffer:
         self._tasks: deque[Task] = deque()
         self._added: deque[int] = deque()  # iteration each entry was added at, parallel to _tasks
         self._signatures: Counter[str] = Counter()
+        self._operator_sets: Counter[str] = Counter()
         self._outputs: Counter[tuple[int, ...]] = Counter()
         # the most recent learnable entries as (task, iteration added): references at the solver's edge
         self._frontier: deque[tuple[Task, int]] = deque(maxlen=frontier_size)
@@ -79,6 +84,7 @@ class TaskBuffer:
             self._tasks.append(task)
             self._added.append(iteration)
             self._signatures[_signature(task)] += 1
+            self._operator_sets[_operator_set(task)] += 1
             self._outputs[task.outputs] += 1
             if is_learnable(rate):
                 self._frontier.append((task, iteration))
@@ -91,6 +97,10 @@ class TaskBuffer:
         self._signatures[signature] -= 1
         if not self._signatures[signature]:
             del self._signatures[signature]  # so `signature in buffer.signatures()` stays exact
+        operator_set = _operator_set(task)
+        self._operator_sets[operator_set] -= 1
+        if not self._operator_sets[operator_set]:
+            del self._operator_sets[operator_set]
         self._outputs[task.outputs] -= 1
         if not self._outputs[task.outputs]:
             del self._outputs[task.outputs]
@@ -148,6 +158,10 @@ class TaskBuffer:
         """Live read-only count of program signatures in the buffer (O(1) lookups)."""
         return MappingProxyType(self._signatures)
 
+    def operator_sets(self) -> Mapping[str, int]:
+        """Live read-only count of the programs' operator sets (`+ *`) in the buffer (O(1) lookups)."""
+        return MappingProxyType(self._operator_sets)
+
     def outputs(self) -> Mapping[tuple[int, ...], int]:
         """Live read-only count of the tasks' output tuples in the buffer (O(1) lookups)."""
         return MappingProxyType(self._outputs)
@@ -166,6 +180,7 @@ class TaskBuffer:
         self._tasks.clear()
         self._added.clear()
         self._signatures.clear()
+        self._operator_sets.clear()
         self._outputs.clear()
         self._frontier.clear()
         tasks = [Task.from_dict(d) for d in state["tasks"]]

@@ -30,7 +30,8 @@ from azero.tasks.common import ProposerReward
 
 MixedPrecision = Literal["no", "bf16", "fp16"]  # Accelerate's autocast modes
 TrainRollouts = Literal["none", "learnable", "all"]  # which learnability rollouts also train the solver (selfplay.py)
-OutputNovelty = Literal["new", "count"]  # how the output-novelty bonus decays with repeats (selfplay.proposer_reward)
+Novelty = Literal["new", "count"]  # how a novelty bonus decays with repeats (selfplay.novelty_bonus)
+DiversityKey = Literal["skeleton", "operators"]  # what the diversity bonus counts (selfplay.SEEN_KEYS)
 
 
 class ConfigError(ValueError):
@@ -73,9 +74,13 @@ class Config:
     proposer_reward: ProposerReward = opt("learnability", "learnability (1 - p) or validity (+1 for any valid task; "
                                                           "ablation)")
     proposer_extreme_reward: float = opt(0.0, "reward of a valid proposal with p in {0, 1}: paper 0, AZR code -0.5")
-    diversity_coef: float = opt(0.0, "bonus for a proposal whose operator skeleton is new to the buffer")
+    diversity_coef: float = opt(0.0, "bonus for a proposal by how new its program's structure is to its buffer")
+    diversity: Novelty = opt("new", "that bonus: new (all of it for any valid proposal whose structure is not yet in "
+                                    "the buffer) or count (coef / sqrt(1 + times it is there), learnable proposals only)")
+    diversity_key: DiversityKey = opt("skeleton", "the structure it counts: skeleton (the program, literals as N) or "
+                                                  "operators (the set of operators used, e.g. '+ *')")
     output_novelty_coef: float = opt(0.0, "bonus for a learnable proposal (0 < p < 1) whose output is new to its buffer")
-    output_novelty: OutputNovelty = opt("new", "that bonus: new (all of it for an output not yet in the buffer, else "
+    output_novelty: Novelty = opt("new", "that bonus: new (all of it for an output not yet in the buffer, else "
                                                "none) or count (coef / sqrt(1 + times the output is already there))")
     # --- curriculum (azero/curriculum.py)
     reference_frontier: float = opt(0.0, "share of the K references drawn from recent learnable tasks (0 < p < 1); "

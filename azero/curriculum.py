@@ -1,8 +1,10 @@
 """Curriculum diagnostics: is the proposer climbing?
 
 Per task type and iteration, over the valid proposals: how hard they are (operators, program size, digits of
-the largest operand and of the result), where their learnability p fell (0, strictly between, 1), the solve rate
-p by difficulty bin, and how old the K references shown to the proposer were. Pure Python on tasks and floats:
+the largest operand and of the result), which operators of the program language they use (a proposer can stay
+"learnable" while collapsing onto additions; the solver then learns additions only), where their learnability p
+fell (0, strictly between, 1), the solve rate p by difficulty bin, and how old the K references shown to the
+proposer were. Pure Python on tasks and floats:
 the trainer sums the counters over ranks and calls ``finish``.
 
 A task's difficulty is read off its program and numbers only (never off the evaluation set): operator count and
@@ -19,6 +21,8 @@ from .tasks.common import Task
 from .tasks.program import Bin, Neg, Num, Var, parse_program
 
 OPERATOR_BINS = ("1", "2", "3", "4+")
+# The program language's binary operators (tasks/program.py), by metric-safe name.
+OPERATOR_NAMES = {"+": "add", "-": "sub", "*": "mul", "//": "floordiv", "/": "div", "%": "mod"}
 DIGIT_BINS = ("1", "2", "3", "4+")
 
 
@@ -28,11 +32,12 @@ class Difficulty:
     size: int            # nodes: literals, variables, unary and binary operators
     operand_digits: int  # digits of the largest |literal| or |input|
     result_digits: int   # digits of the largest |output|
+    ops: frozenset[str] = frozenset()  # the distinct binary operators used
 
 
 def difficulty(task: Task) -> Difficulty:
     tree = parse_program(task.program).tree  # cached parse
-    literals, operators, size = [], 0, 0
+    literals, operators, size, ops = [], 0, 0, set()
     stack = [tree]
     while stack:
         node = stack.pop()
@@ -43,11 +48,13 @@ def difficulty(task: Task) -> Difficulty:
             stack.append(node.operand)
         elif isinstance(node, Bin):
             operators += 1
+            ops.add(node.op)
             stack += [node.left, node.right]
         else:
             assert isinstance(node, Var)
     operands = literals + [abs(x) for pair in task.inputs for x in pair]
-    return Difficulty(operators, size, _digits(max(operands, default=0)), _digits(max(abs(o) for o in task.outputs)))
+    return Difficulty(operators, size, _digits(max(operands, default=0)), _digits(max(abs(o) for o in task.outputs)),
+                      frozenset(ops))
 
 
 def _digits(n: int) -> int:
@@ -76,6 +83,8 @@ def proposal_counters(kind: str, tasks: list[Task], solve_rates: list[float], re
         c[f"{kind}/p_zero"] += float(p == 0.0)
         c[f"{kind}/p_mid"] += float(is_learnable(p))
         c[f"{kind}/p_one"] += float(p == 1.0)
+        for op in d.ops:
+            c[f"{kind}/uses_{OPERATOR_NAMES[op]}"] += 1
         for axis, value, bins in (("ops", d.operators, OPERATOR_BINS), ("digits", d.result_digits, DIGIT_BINS)):
             b = _bin(value, bins)
             c[f"{kind}/n_{axis}_{b}"] += 1
@@ -95,7 +104,8 @@ def finish(kind: str, c: dict[str, float]) -> dict[str, float]:
         return c.get(f"{kind}/{key}", 0.0) / count if count else nan
 
     out = {f"curriculum/propose_{kind}/{key}": mean(key)
-           for key in ("operators", "size", "operand_digits", "result_digits", "p_zero", "p_mid", "p_one", "new_output")}
+           for key in ("operators", "size", "operand_digits", "result_digits", "p_zero", "p_mid", "p_one", "new_output",
+                       *(f"uses_{name}" for name in OPERATOR_NAMES.values()))}
     for axis, bins in (("ops", OPERATOR_BINS), ("digits", DIGIT_BINS)):
         for b in bins:
             out[f"curriculum/propose_{kind}/solve_rate_by_{axis}/{b}"] = mean(f"p_{axis}_{b}", c.get(f"{kind}/n_{axis}_{b}", 0.0))

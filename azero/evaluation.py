@@ -178,10 +178,17 @@ def score(completions: Sequence[str], items: Sequence[EvalItem]) -> dict[str, fl
 
 def evaluate_policy(model, tokenizer, items: Sequence[EvalItem], *, accelerator=None, batch_size: int = 64,
                     max_new_tokens: int = 10, progress: bool = False) -> dict[str, float]:
-    """Greedy, batched generation on the dataset's own prompts, scored by ``score``.
+    """Greedy accuracy per tier: ``generate_completions`` scored by ``score``."""
+    return score(generate_completions(model, tokenizer, items, accelerator=accelerator, batch_size=batch_size,
+                                      max_new_tokens=max_new_tokens, progress=progress), items)
+
+
+def generate_completions(model, tokenizer, items: Sequence[EvalItem], *, accelerator=None, batch_size: int = 64,
+                         max_new_tokens: int = 10, progress: bool = False) -> list[str]:
+    """Greedy, batched generation on the dataset's own prompts, one completion per item, in item order.
 
     Prompts are sorted by length so each batch pads little; with several processes each rank takes
-    every world-th prompt and the completions are gathered, so every rank returns the same scores."""
+    every world-th prompt and the completions are gathered, so every rank returns the same list."""
     from tqdm.auto import tqdm
 
     from azero.rl.sampling import generate
@@ -199,4 +206,4 @@ def evaluate_policy(model, tokenizer, items: Sequence[EvalItem], *, accelerator=
 
         for part in gather_object([completions]):
             completions.update(part)
-    return score([completions[i] for i in range(len(items))], items)
+    return [completions[i] for i in range(len(items))]

@@ -237,6 +237,16 @@ def panel_difficulty(ax, rows):
     ax.set_title("difficulty of valid proposals (mean)")
 
 
+def panel_operator_mix(ax, rows):
+    from azero.curriculum import OPERATOR_NAMES
+
+    for i, name in enumerate(OPERATOR_NAMES.values()):
+        for kind, style in (("deduction", "-"), ("abduction", "--")):
+            ax.plot(*series(rows, f"curriculum/propose_{kind}/uses_{name}"), style, color=f"C{i}", label=f"{kind}: {name}")
+    ax.set_ylim(0, 1)
+    ax.set_title("operators used: share of valid proposals")
+
+
 def panel_learnability(ax, rows):
     for kind in KINDS:
         ax.plot(*series(rows, f"curriculum/propose_{kind}/p_mid"), "-", color=COLORS[kind], label=f"{kind}: 0 < p < 1")
@@ -267,7 +277,7 @@ def panel_references(ax, rows):
 # The panels of curves.png, in order: a function (matplotlib Axes, metric rows) -> None that draws and titles
 # one panel. Add a panel by appending here; the grid grows by a row per two panels.
 PANELS = [panel_baselines, panel_accuracy, panel_kl, panel_eval,
-          panel_difficulty, panel_learnability, panel_solve_by_difficulty, panel_references]
+          panel_difficulty, panel_learnability, panel_solve_by_difficulty, panel_references, panel_operator_mix]
 
 
 def _plain(v):

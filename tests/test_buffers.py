@@ -96,8 +96,10 @@ def test_signature_counts_follow_evictions():
     assert dict(buffer.signatures()) == {"a + N": 2, "a * b": 1}
     buffer.add([task("a - 5")])  # evicts a + 1
     assert dict(buffer.signatures()) == {"a + N": 1, "a * b": 1, "a - N": 1}
+    assert dict(buffer.operator_sets()) == {"+": 1, "*": 1, "-": 1}
     buffer.add([task("a - 6"), task("a - 7")])  # evicts a + 2 and a * b
     assert dict(buffer.signatures()) == {"a - N": 3}
+    assert dict(buffer.operator_sets()) == {"-": 3}
     assert "a * b" not in buffer.signatures()
     with pytest.raises(TypeError):
         buffer.signatures()["x"] = 1  # read-only view
@@ -112,6 +114,7 @@ def test_state_round_trip_through_json():
     restored.load_state_dict(state)
     assert list(restored) == list(buffer)
     assert dict(restored.signatures()) == dict(buffer.signatures())
+    assert dict(restored.operator_sets()) == dict(buffer.operator_sets())
     smaller = TaskBuffer("induction", capacity=4)
     smaller.load_state_dict(state)
     assert list(smaller) == list(buffer)[-4:]  # the configured capacity wins; the newest stay

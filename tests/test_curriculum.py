@@ -11,6 +11,9 @@ def ded(program, a=1, b=2):
 def test_difficulty_by_hand():
     d = difficulty(ded("a * 37 + (b - 4) // 2", 12, -250))  # 12 * 37 + (-254) // 2 = 317
     assert (d.operators, d.size, d.operand_digits, d.result_digits) == (4, 9, 3, 3)
+    assert d.ops == {"*", "+", "-", "//"}
+    assert parse_program("a * 37 + (b - 4) // 2").operator_set == "+ - * //"  # the diversity key, fixed order
+    assert parse_program("b * (a * 3)").operator_set == "*" and parse_program("-(a)").operator_set == ""
     d = difficulty(ded("-a", 5, 0))  # one unary minus: no binary operator
     assert (d.operators, d.size, d.operand_digits, d.result_digits) == (0, 2, 1, 1)
     induction = make_task("induction", parse_program("a * b"), [(i, 1000 - i) for i in range(6)])
@@ -33,8 +36,12 @@ def test_counters_sum_over_ranks_and_finish_by_hand():
     assert m["curriculum/propose_deduction/reference_age"] == (6 + 6 + 2 + 1) / 4
     assert m["curriculum/propose_deduction/reference_seed_frac"] == 0.5
     assert m["curriculum/propose_deduction/new_output"] == 1 / 3
+    # operator mix: a task counts once per distinct operator it uses ("a * b * b + 1 - a": mul, add, sub)
+    share = {name: m[f"curriculum/propose_deduction/uses_{name}"] for name in ("add", "sub", "mul", "floordiv", "div", "mod")}
+    assert share == {"add": 1.0, "sub": 1 / 3, "mul": 2 / 3, "floordiv": 0.0, "div": 0.0, "mod": 0.0}
 
 
 def test_nothing_valid_gives_nan_not_an_error():
     m = finish("abduction", proposal_counters("abduction", [], [], [], iteration=1))
+    assert math.isnan(m["curriculum/propose_abduction/uses_mul"])
     assert math.isnan(m["curriculum/propose_abduction/operators"]) and math.isnan(m["curriculum/propose_abduction/reference_age"])

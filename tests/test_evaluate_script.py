@@ -30,6 +30,14 @@ def test_final_folder_scores_like_the_runs_last_eval(tmp_path):
     script = load_script()
     assert script.resolve(str(out)) == str(out / "final")
     res = script.main([str(out), "--eval-data", "builtin", "--mixed-precision", "no", "--max-new-tokens", "4",
-                       "--batch-size", "200", "--json-out", str(tmp_path / "r.json")])[str(out)]
+                       "--batch-size", "200", "--json-out", str(tmp_path / "r.json"),
+                       "--items-out", str(tmp_path / "items.jsonl")])[str(out)]
     assert {t: res[t] for t in logged} == logged and res["n/overall"] == 200
     assert json.loads((tmp_path / "r.json").read_text())["results"][str(out)]["overall"] == logged["overall"]
+    # The per-item file holds the same verdicts: its tier means are the scores, each verdict is its parsed answer's.
+    items = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert len(items) == 200 and [r["index"] for r in items] == list(range(200))
+    assert all(r["model"] == str(out) and r["correct"] == (r["parsed"] == r["answer"]) for r in items)
+    for tier in logged:
+        rows = [r for r in items if tier == "overall" or r["tier"] == tier]
+        assert sum(r["correct"] for r in rows) / len(rows) == pytest.approx(logged[tier])

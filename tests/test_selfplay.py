@@ -14,7 +14,7 @@ from azero import selfplay
 from azero.buffers import TaskBuffer
 from azero.config import PRESETS, Config
 from azero.models import frozen_copy, load_policy, tiny_tokenizer
-from azero.selfplay import (Context, Proposal, count_outcomes, novelty, outcome_metrics, proposer_reward, seen_counts,
+from azero.selfplay import (Context, Proposal, count_outcomes, novelty_bonus, outcome_metrics, proposer_reward, seen_counts,
                             trr_metrics, update)
 from azero.tasks import TASK_KINDS, Verdict, make_task, parse_program
 from azero.trainer import make_optimizer
@@ -191,7 +191,7 @@ def test_in_batch_repeats_of_a_new_skeleton_are_novel_once():
                  prop("deduction", "a + b", [(5, 6)]),  # already in the buffer
                  Proposal("deduction", "", reason="invalid program"),
                  prop("abduction", "a * b", [(1, 2)])]  # new to the abduction buffer
-    assert novelty(ctx, proposals) == [True, False, False, False, True]
+    assert seen_counts(ctx, proposals) == [0, 1, 1, None, 0]  # novel: seen 0 times
 
 
 def test_output_novelty_is_new_to_the_buffer_and_counts_in_batch_repeats_once():
@@ -206,7 +206,7 @@ def test_output_novelty_is_new_to_the_buffer_and_counts_in_batch_repeats_once():
                  prop("deduction", "a * b", [(7, 6)]), prop("deduction", "a + b", [(40, 2)]),  # 42 new, then a repeat
                  Proposal("deduction", "", reason="invalid program"),
                  prop("abduction", "a + b", [(1, 2)])]  # 3 is new to the abduction buffer
-    assert novelty(ctx, proposals, "output") == [False, True, False, False, True]
+    assert seen_counts(ctx, proposals, "output") == [1, 0, 1, None, 0]
     buffers["deduction"].add([make_task("deduction", parse_program("a"), [(42, 0)])])
     assert 42 not in buffers["deduction"].outputs() and (42,) in buffers["deduction"].outputs()
 
@@ -221,7 +221,7 @@ def test_output_novelty_is_new_to_the_buffer_and_counts_in_batch_repeats_once():
 def test_output_novelty_bonus_only_for_learnable_tasks(solve_rate, output_seen, expected):
     cfg = Config(output_novelty_coef=0.3)
     p = Proposal("deduction", "", task=make_task("deduction", parse_program("a * b"), [(12, 34)]), solve_rate=solve_rate)
-    assert proposer_reward(cfg, p, False, output_seen) == pytest.approx(expected)
+    assert proposer_reward(cfg, p, 5, output_seen) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("solve_rate, output_seen, expected", [
@@ -233,7 +233,28 @@ def test_output_novelty_bonus_only_for_learnable_tasks(solve_rate, output_seen, 
 def test_count_output_novelty_decays_with_the_square_root_of_repeats(solve_rate, output_seen, expected):
     cfg = Config(output_novelty_coef=0.4, output_novelty="count")
     p = Proposal("deduction", "", task=make_task("deduction", parse_program("a * b"), [(12, 34)]), solve_rate=solve_rate)
-    assert proposer_reward(cfg, p, False, output_seen) == pytest.approx(expected)
+    assert proposer_reward(cfg, p, 5, output_seen) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("mode, solve_rate, skeleton_seen, expected", [
+    ("count", 0.75, 0, 0.25 + 0.2),       # a skeleton never seen: the whole coefficient
+    ("count", 0.75, 3, 0.25 + 0.2 / 2),   # seen 3 times: 0.2 / sqrt(4)
+    ("count", 0.5, 8, 0.5 + 0.2 / 3),     # seen 8 times: 0.2 / sqrt(9)
+    ("count", 1.0, 0, 0.0),               # count mode: not learnable, nothing
+    ("count", 0.0, 0, 0.0),
+    ("new", 1.0, 0, 0.2),                 # new mode: any valid proposal with an unseen skeleton
+    ("new", 0.75, 3, 0.25),
+])
+def test_skeleton_diversity_bonus_new_and_count(mode, solve_rate, skeleton_seen, expected):
+    cfg = Config(diversity_coef=0.2, diversity=mode, output_novelty_coef=0.4)
+    p = Proposal("deduction", "", task=make_task("deduction", parse_program("a * b"), [(12, 34)]), solve_rate=solve_rate)
+    assert proposer_reward(cfg, p, skeleton_seen, None) == pytest.approx(expected)  # output not counted: no output bonus
+    assert proposer_reward(cfg, Proposal("deduction", "", reason="invalid program"), None, None) == -1.0
+
+
+def test_novelty_bonus_by_hand():
+    assert [novelty_bonus("new", s) for s in (None, 0, 1, 7)] == [0.0, 1.0, 0.0, 0.0]
+    assert [novelty_bonus("count", s) for s in (None, 0, 3, 99)] == pytest.approx([0.0, 1.0, 0.5, 0.1])
 
 
 def test_seen_counts_add_the_buffer_and_earlier_proposals_of_the_iteration():
@@ -250,6 +271,10 @@ def test_seen_counts_add_the_buffer_and_earlier_proposals_of_the_iteration():
                  prop("abduction", "a + b", [(1, 2)])]  # 3 is new to the abduction buffer
     assert seen_counts(ctx, proposals, "output") == [2, 3, 0, None, 0]
     assert seen_counts(ctx, proposals, "skeleton") == [0, 0, 2, None, 0]
+    assert seen_counts(ctx, proposals, "operators") == [0, 0, 2, None, 0]  # "*", "-", "+" (twice in the buffer)
+    more = [prop("deduction", "a * 3 + b", [(1, 2)]), prop("deduction", "b + a * 7", [(1, 2)]),  # same set "+ *"
+            prop("deduction", "(a + 1) * (b + 2)", [(1, 2)])]  # another skeleton, the same operator set again
+    assert seen_counts(ctx, more, "skeleton") == [0, 0, 0] and seen_counts(ctx, more, "operators") == [0, 1, 2]
 
 
 @pytest.mark.parametrize("solve_rate, valid, novel, mode, expected", [
@@ -265,4 +290,4 @@ def test_proposer_reward(solve_rate, valid, novel, mode, expected):
     cfg = Config(proposer_reward=mode, proposer_extreme_reward=-0.5, diversity_coef=0.1)
     task = make_task("deduction", parse_program("a + b"), [(1, 2)]) if valid else None
     p = Proposal("deduction", "", task=task, solve_rate=solve_rate)
-    assert proposer_reward(cfg, p, novel) == pytest.approx(expected)
+    assert proposer_reward(cfg, p, 0 if novel else 2) == pytest.approx(expected)  # skeleton seen 0 times: novel

@@ -189,6 +189,20 @@ class Program:
         """The structural skeleton, literals replaced by N (`a * (b + N) - N`): for diversity."""
         return _render(self.tree, literal="N")
 
+    @property
+    def operator_set(self) -> str:
+        """The distinct binary operators used, in a fixed order (`+ *` for `a * (b + 2) + 1`; "" for none): a
+        coarser key than the signature, for a diversity bonus that cannot be earned by one more `+ a`."""
+        used, stack = set(), [self.tree]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Bin):
+                used.add(node.op)
+                stack += [node.left, node.right]
+            elif isinstance(node, Neg):
+                stack.append(node.operand)
+        return " ".join(op for op in _PRECEDENCE if op in used)
+
     def __str__(self) -> str:
         return self.text
 
