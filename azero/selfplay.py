@@ -272,12 +272,12 @@ def proposer_reward(cfg: Config, p: Proposal, structure_seen: int | None = None,
 
     Two novelty bonuses, each ``coef * novelty_bonus(mode, seen)`` with ``seen`` from ``seen_counts``:
     ``diversity_coef`` by how often the program's structure (``diversity_key``: its operator skeleton, or only the
-    set of operators it uses) is already in its buffer, and
-    ``output_novelty_coef`` by how often its output is. The output bonus goes to LEARNABLE tasks only, so unsolvable
-    giant numbers earn nothing: what it rewards is varied tasks the solver can sometimes do, against the drift to
-    `a + a + a` at a = 1. The structure bonus in 'count' mode is learnable-only for the same reason (it never
-    reaches zero, so it would otherwise pay a stream of rare unsolvable structures); in 'new' mode it keeps its
-    original meaning, any valid proposal with an unseen skeleton."""
+    set of operators it uses) is already in its buffer, and ``output_novelty_coef`` by how often its output is.
+    The output bonus goes to LEARNABLE tasks only, so unsolvable giant numbers earn nothing: what it rewards is
+    varied tasks the solver can sometimes do, against the drift to `a + a + a` at a = 1. The structure bonus in
+    'count' mode is learnable-only for the same reason (it never reaches zero, so it would otherwise pay a stream
+    of rare unsolvable structures); in 'new' mode it keeps its original meaning: any valid proposal whose structure
+    is unseen."""
     if p.task is None:
         return INVALID_PROPOSAL_REWARD
     learnable = p.solve_rate is not None and 0.0 < p.solve_rate < 1.0
