@@ -79,11 +79,13 @@ def readme_metric_patterns() -> list[str]:
     """The keys of the README's metric table, one regex each, placeholders expanded."""
     import re
 
+    from azero.curriculum import OPERATOR_NAMES
     from azero.evaluation import TIERS
 
     section = (ROOT / "README.md").read_text().split("## Metrics", 1)[1].split("\n## ", 1)[0]
     fills = {"{role}": "(propose|solve)", "{task}": "(deduction|abduction|induction)",
-             "{tier}": "(" + "|".join(("overall", *TIERS)) + ")", "{reason}": "[a-z0-9_]+", "{bin}": r"(1|2|3|4\+)"}
+             "{tier}": "(" + "|".join(("overall", *TIERS)) + ")", "{reason}": "[a-z0-9_]+", "{bin}": r"(1|2|3|4\+)",
+             "{op}": "(" + "|".join(OPERATOR_NAMES.values()) + ")"}
     patterns = []
     for line in section.splitlines():
         if line.startswith("| `"):
