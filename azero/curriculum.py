@@ -32,12 +32,11 @@ class Difficulty:
     size: int            # nodes: literals, variables, unary and binary operators
     operand_digits: int  # digits of the largest |literal| or |input|
     result_digits: int   # digits of the largest |output|
-    ops: frozenset[str] = frozenset()  # the distinct binary operators used
 
 
 def difficulty(task: Task) -> Difficulty:
     tree = parse_program(task.program).tree  # cached parse
-    literals, operators, size, ops = [], 0, 0, set()
+    literals, operators, size = [], 0, 0
     stack = [tree]
     while stack:
         node = stack.pop()
@@ -48,13 +47,11 @@ def difficulty(task: Task) -> Difficulty:
             stack.append(node.operand)
         elif isinstance(node, Bin):
             operators += 1
-            ops.add(node.op)
             stack += [node.left, node.right]
         else:
             assert isinstance(node, Var)
     operands = literals + [abs(x) for pair in task.inputs for x in pair]
-    return Difficulty(operators, size, _digits(max(operands, default=0)), _digits(max(abs(o) for o in task.outputs)),
-                      frozenset(ops))
+    return Difficulty(operators, size, _digits(max(operands, default=0)), _digits(max(abs(o) for o in task.outputs)))
 
 
 def _digits(n: int) -> int:
@@ -83,7 +80,7 @@ def proposal_counters(kind: str, tasks: list[Task], solve_rates: list[float], re
         c[f"{kind}/p_zero"] += float(p == 0.0)
         c[f"{kind}/p_mid"] += float(is_learnable(p))
         c[f"{kind}/p_one"] += float(p == 1.0)
-        for op in d.ops:
+        for op in parse_program(task.program).operator_set.split():  # the diversity bonus's key, cached parse
             c[f"{kind}/uses_{OPERATOR_NAMES[op]}"] += 1
         for axis, value, bins in (("ops", d.operators, OPERATOR_BINS), ("digits", d.result_digits, DIGIT_BINS)):
             b = _bin(value, bins)

@@ -55,9 +55,12 @@ def item_rows(model: str, items, texts: list[str]) -> list[dict]:
     """One row per item, as --items-out writes them."""
     from azero.tasks.common import first_integer
 
-    return [{"model": model, "index": i, "tier": item.tier, "prompt": item.prompt, "answer": item.answer,
-             "completion": text, "parsed": first_integer(text), "correct": first_integer(text) == item.answer}
-            for i, (item, text) in enumerate(zip(items, texts))]
+    rows = []
+    for i, (item, text) in enumerate(zip(items, texts)):
+        parsed = first_integer(text)  # the rule `score` applies
+        rows.append({"model": model, "index": i, "tier": item.tier, "prompt": item.prompt, "answer": item.answer,
+                     "completion": text, "parsed": parsed, "correct": parsed == item.answer})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
