@@ -96,9 +96,14 @@ def eval_points(rows: dict[int, dict]) -> list[tuple[int, dict[str, float | None
             for it in sorted(rows) if EVAL_KEY.format("overall") in rows[it]]
 
 
+LATE_EVALS = 3  # "late": the mean of a run's last 3 evaluations, steadier than the last one alone
+
+
 def run_result(rows: dict[int, dict]) -> dict:
     """One run's numbers: eval before (iteration 0) and after (the last evaluation after training), per tier;
-    iterations done; median seconds per iteration; self-play metrics early vs late; the eval curve."""
+    the late mean (the last LATE_EVALS evaluations after training, per tier: one 200-item eval swings by a few
+    points between neighbouring iterations, docs/RESULTS.md section 10b); iterations done; median seconds per
+    iteration; self-play metrics early vs late; the eval curve."""
     points = eval_points(rows)
     before = next((e for it, e in points if it == 0), None)
     after_pts = [(it, e) for it, e in points if it > 0]
@@ -118,6 +123,9 @@ def run_result(rows: dict[int, dict]) -> dict:
         "before": before,
         "after": after,
         "after_iteration": after_pts[-1][0] if after_pts else None,
+        "late": ({t: (statistics.fmean(v) if (v := [e[t] for _, e in after_pts[-LATE_EVALS:] if e[t] is not None])
+                      else None) for t in TIERS} if after_pts else None),
+        "late_iterations": [it for it, _ in after_pts[-LATE_EVALS:]],
         "delta": ({t: (after[t] - before[t]) if after[t] is not None and before[t] is not None else None
                    for t in TIERS} if before and after else None),
         "iterations": max(trained, default=0),
@@ -140,7 +148,7 @@ def aggregate(results: list[dict]) -> dict:
     """Over the finished seeds of one arm: per tier, before / after / delta as mean, min, max; iterations,
     minutes, s/iteration; self-play early -> late; and the eval curve at the iterations every seed evaluated."""
     out: dict = {}
-    for part in ("before", "after", "delta"):
+    for part in ("before", "after", "delta", "late"):
         out[part] = {t: stats(r[part][t] for r in results if r.get(part)) for t in TIERS}
     out["iterations"] = stats(r["iterations"] for r in results)
     out["after_iteration"] = stats(r["after_iteration"] for r in results)
@@ -559,6 +567,7 @@ class Sweep:
                     "iterations": res["iterations"] if res else None,
                     "before": res["before"] if res else None, "after": res["after"] if res else None,
                     "after_iteration": res["after_iteration"] if res else None,
+                    "late": res["late"] if res else None, "late_iterations": res["late_iterations"] if res else None,
                     "s_per_iteration": res["s_per_iteration"] if res else None,
                     "curve": res["curve"] if res else None,
                     "log_tail": log_tail(r.dir / LOG_FILE) if r.status not in ("finished", "pending", "running") else None,
@@ -628,19 +637,20 @@ def render_markdown(data: dict) -> str:
     L = [f"# Sweep: {sw['output_dir']}", "", setup,
          f"Runs: {count['finished']} finished, {failed} failed or stopped, {count['running']} running, "
          f"{count['pending']} pending of {len(runs)}. Numbers are mean [min, max] over the finished seeds; "
-         "`after` is each run's last evaluation.", ""]
-    L += ["| arm | flags | seeds finished | failed | iterations | minutes / run | s / iteration | eval overall before | after | delta |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+         f"`after` is each run's last evaluation; `late` the mean of its last {LATE_EVALS} evaluations after "
+         "training, steadier than one end point.", ""]
+    L += ["| arm | flags | seeds finished | failed | iterations | minutes / run | s / iteration | eval overall before | after | delta | late |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, a in arms.items():
         fin = f"{len(a['seeds_finished'])}/{len(a['runs'])}" + (f" ({', '.join(map(str, a['seeds_finished']))})" if a["seeds_finished"] else "")
         fail = ", ".join(f"seed {s}" for s in a["seeds_failed"]) or "–"
         L.append(f"| {name} | {'`' + a['flags'] + '`' if a['flags'] else '(none)'} | {fin} | {fail} | {fmt_stat(a['iterations'], digits=0)} | "
                  f"{fmt_stat(a['minutes'], digits=1)} | {fmt_stat(a['s_per_iteration'], digits=1)} | "
                  f"{fmt_stat(a['before']['overall'])} | {fmt_stat(a['after']['overall'])} | "
-                 f"{fmt_stat(a['delta']['overall'], signed=True)} |")
+                 f"{fmt_stat(a['delta']['overall'], signed=True)} | {fmt_stat(a['late']['overall'])} |")
     L += ["", "## Eval per tier", "", "| arm | | " + " | ".join(TIERS) + " |", "|---|---|" + "---|" * len(TIERS)]
     for name, a in arms.items():
-        for part in ("before", "after", "delta"):
+        for part in ("before", "after", "delta", "late"):
             cells = [fmt_stat(a[part][t], signed=part == "delta") for t in TIERS]
             L.append(f"| {name if part == 'before' else ''} | {part} | " + " | ".join(cells) + " |")
     L += ["", "## Self-play: mean of the first 4 -> last 4 iterations; KL at the end", "",
@@ -652,16 +662,18 @@ def render_markdown(data: dict) -> str:
                  for key in [f"tasks/solve_{k}/accuracy" for k in KINDS] + ["tasks/propose/valid_rate"]]
         L.append(f"| {name} | " + " | ".join(cells) + f" | {fmt_stat(a['final_kl'], digits=4)} |")
     L += ["", "## Runs", "", "Failed or stopped runs show how far they got; only finished runs enter the tables above.", "",
-          "| run | status | exit | iterations | minutes | eval overall before -> after (at iteration) |",
-          "|---|---|---|---|---|---|"]
+          "| run | status | exit | iterations | minutes | eval overall before -> after (at iteration) | late (iterations) |",
+          "|---|---|---|---|---|---|---|"]
     for name, a in arms.items():
         for r in a["runs"]:
             ev = (f"{f3((r['before'] or {}).get('overall'))} -> {f3((r['after'] or {}).get('overall'))}"
                   + (f" ({r['after_iteration']})" if r["after_iteration"] is not None else "")
                   if r["before"] or r["after"] else "–")
             mins = "–" if r["minutes"] is None else f"{r['minutes']:.1f}"
+            late = (f"{f3(r['late']['overall'])} ({', '.join(map(str, r['late_iterations']))})"
+                    if r.get("late") else "–")
             L.append(f"| {name}/seed{r['seed']} | {r['status']} | {'–' if r['rc'] is None else r['rc']} | "
-                     f"{'–' if r['iterations'] is None else r['iterations']} | {mins} | {ev} |")
+                     f"{'–' if r['iterations'] is None else r['iterations']} | {mins} | {ev} | {late} |")
     bad = [(name, r) for name, a in arms.items() for r in a["runs"] if r["log_tail"] is not None]
     if bad:
         L += ["", "## Failed or stopped runs"]

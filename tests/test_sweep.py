@@ -81,6 +81,14 @@ def test_run_result_before_after_delta_per_tier():
     sp = res["selfplay"]["tasks/solve_deduction/accuracy"]
     assert sp["first4"] == pytest.approx(0.25) and sp["last4"] == pytest.approx(0.45)
     assert res["final_kl"] == pytest.approx(0.06)
+    # late: the evaluations after training (3 and 6; the NaN hard value at 6 is left out of its tier's mean)
+    assert res["late_iterations"] == [3, 6] and res["late"]["overall"] == pytest.approx(0.575)
+    assert res["late"]["hard"] == pytest.approx(0.25)
+    for it in (7, 8, 9):  # only the last three count
+        rows[it] = {**train_rows(it)[-1], **ev(it, 0.4 + it / 100)}
+    res = sweep.run_result(rows)
+    assert res["late_iterations"] == [7, 8, 9] and res["late"]["overall"] == pytest.approx(0.48)
+    assert sweep.run_result({0: ev(0, 0.5)})["late"] is None  # never evaluated after training
 
 
 def test_aggregate_mean_min_max_over_seeds_per_tier():
@@ -139,6 +147,8 @@ def test_summary_only_from_folders_on_disk(tmp_path):
     assert any("torn" in w or "skipped" in w for w in data["warnings"])  # the torn line of main/seed0
     md = (out / "summary.md").read_text()
     assert "| main | (none) | 2/2 (0, 1) |" in md
+    assert main["late"]["overall"]["mean"] == pytest.approx(0.56)  # one eval after training each: late = after
+    assert "| main/seed0 | finished | 0 | 4 | 2.0 | 0.500 -> 0.580 (4) | 0.580 (4) |" in md
     assert "0.560 [0.540, 0.580]" in md and "+0.060 [+0.040, +0.080]" in md
     assert "### beta0/seed0: failed, exit code 1" in md and "Traceback: boom" in md
     assert "python train.py --seed 1" in md and "Rebuilt" in md
