@@ -217,6 +217,7 @@ class Run:
     seed: int
     dir: Path
     argv: list[str]                       # train.py's arguments (no interpreter, no script)
+    flags: list[str] | None = None        # the arm's own flags (part of argv), so --summary-only can name them
     status: str = "pending"               # pending | running | finished | failed | timeout | interrupted
     rc: int | None = None
     minutes: float | None = None
@@ -231,7 +232,7 @@ class Run:
         return f"{self.arm}/seed{self.seed}"
 
     def record(self) -> dict:
-        return {"arm": self.arm, "seed": self.seed, "argv": self.argv, "command": self.command,
+        return {"arm": self.arm, "seed": self.seed, "argv": self.argv, "flags": self.flags, "command": self.command,
                 "status": self.status, "rc": self.rc, "minutes": self.minutes, "log": str(self.dir / LOG_FILE),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
@@ -370,7 +371,7 @@ class Sweep:
         self.threads_text = str(self.threads) if self.threads else "unset (train.py's governor adapts)"
         self.warnings: list[str] = []
         self.runs: list[Run] = []
-        self.arm_flags: dict[str, list[str]] = {}
+        self.arm_flags: dict[str, list[str] | None] = {}  # None: rebuilt from records that lack them
         self.command = shlex.join([_short(sys.executable), *sys.argv]) if sys.argv and sys.argv[0] else ""
         self.machine = machine()
         self.stop_signal: int | None = None
@@ -393,9 +394,10 @@ class Sweep:
         if a.summary_only and not a.arms:  # summarise what is on disk
             for rec_path in sorted(self.out.glob(f"*/seed*/{STATUS_FILE}")):
                 rec = read_record(rec_path.parent)
-                if rec:
-                    self.arm_flags.setdefault(rec["arm"], [])
-                    self.runs.append(self._from_record(Run(rec["arm"], rec["seed"], rec_path.parent, rec["argv"]), rec))
+                if rec:  # records written before the arm's flags were kept in them: None, "see the command lines"
+                    self.arm_flags.setdefault(rec["arm"], rec.get("flags"))
+                    self.runs.append(self._from_record(Run(rec["arm"], rec["seed"], rec_path.parent, rec["argv"],
+                                                           rec.get("flags")), rec))
             self.runs.sort(key=lambda r: (r.seed, list(self.arm_flags).index(r.arm)))
             a.seed_values = sorted({r.seed for r in self.runs})
             return
@@ -406,7 +408,7 @@ class Sweep:
                 if seed not in a.arm_seeds.get(name, a.global_seeds):
                     continue
                 run_dir = self.out / name / f"seed{seed}"
-                self.runs.append(Run(name, seed, run_dir, train_argv(a, flags, seed, run_dir)))
+                self.runs.append(Run(name, seed, run_dir, train_argv(a, flags, seed, run_dir), flags))
         for run in self.runs:
             run.command = shlex.join([_short(a.python), _short(TRAIN), *run.argv])
             rec = read_record(run.dir)
@@ -573,7 +575,7 @@ class Sweep:
                     "log_tail": log_tail(r.dir / LOG_FILE) if r.status not in ("finished", "pending", "running") else None,
                 })
             arms[name] = {
-                "flags": shlex.join(flags), "argv": flags,
+                "flags": None if flags is None else shlex.join(flags), "argv": flags,
                 "seeds_finished": [r.seed for r in runs if r.status == "finished"],
                 "seeds_failed": [r.seed for r in runs if r.status in ("failed", "timeout", "interrupted")],
                 "seeds_pending": [r.seed for r in runs if r.status in ("pending", "running")],
@@ -644,7 +646,8 @@ def render_markdown(data: dict) -> str:
     for name, a in arms.items():
         fin = f"{len(a['seeds_finished'])}/{len(a['runs'])}" + (f" ({', '.join(map(str, a['seeds_finished']))})" if a["seeds_finished"] else "")
         fail = ", ".join(f"seed {s}" for s in a["seeds_failed"]) or "–"
-        L.append(f"| {name} | {'`' + a['flags'] + '`' if a['flags'] else '(none)'} | {fin} | {fail} | {fmt_stat(a['iterations'], digits=0)} | "
+        shown = "(see the command lines)" if a["flags"] is None else f"`{a['flags']}`" if a["flags"] else "(none)"
+        L.append(f"| {name} | {shown} | {fin} | {fail} | {fmt_stat(a['iterations'], digits=0)} | "
                  f"{fmt_stat(a['minutes'], digits=1)} | {fmt_stat(a['s_per_iteration'], digits=1)} | "
                  f"{fmt_stat(a['before']['overall'])} | {fmt_stat(a['after']['overall'])} | "
                  f"{fmt_stat(a['delta']['overall'], signed=True)} | {fmt_stat(a['late']['overall'])} |")

@@ -35,12 +35,15 @@ def ev(it: int, overall: float, **tiers) -> dict:
 
 
 def write_run(folder: Path, rows: list[dict], *, arm: str, seed: int, minutes: float = 1.0, status: str = "finished",
-              rc: int = 0, tail: str = "") -> None:
+              rc: int = 0, tail: str = "", flags: list[str] | None = None) -> None:
     folder.mkdir(parents=True)
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
-    (folder / "sweep_run.json").write_text(json.dumps({
-        "arm": arm, "seed": seed, "argv": ["--seed", str(seed)], "command": f"python train.py --seed {seed}",
-        "status": status, "rc": rc, "minutes": minutes, "log": str(folder / "train.log")}))
+    record = {"arm": arm, "seed": seed, "argv": ["--seed", str(seed), *(flags or [])],
+              "command": f"python train.py --seed {seed}", "status": status, "rc": rc, "minutes": minutes,
+              "log": str(folder / "train.log")}
+    if flags is not None:  # records written before the sweep kept the arm's flags have no such key
+        record["flags"] = flags
+    (folder / "sweep_run.json").write_text(json.dumps(record))
     (folder / "train.log").write_text("line one\r\nprogress 10%\rprogress 100%\nTraceback: boom\n")
 
 
@@ -127,10 +130,12 @@ def test_summary_only_from_folders_on_disk(tmp_path):
     """--summary-only rebuilds summary.md / .json / .png from the run folders: numbers as the files say."""
     out = tmp_path / "sw"
     write_run(out / "main" / "seed0", [ev(0, 0.50), *train_rows(4)[:3], {**train_rows(4)[3], **ev(4, 0.58, hard=0.3)}],
-              arm="main", seed=0, minutes=2.0, tail='{"iteration": 5, "time/it')
+              arm="main", seed=0, minutes=2.0, tail='{"iteration": 5, "time/it', flags=[])
     write_run(out / "main" / "seed1", [ev(0, 0.50), *train_rows(4)[:3], {**train_rows(4)[3], **ev(4, 0.54, hard=0.1)}],
-              arm="main", seed=1, minutes=4.0)
-    write_run(out / "beta0" / "seed0", [ev(0, 0.50)], arm="beta0", seed=0, status="failed", rc=1)
+              arm="main", seed=1, minutes=4.0, flags=[])
+    write_run(out / "beta0" / "seed0", [ev(0, 0.50)], arm="beta0", seed=0, status="failed", rc=1,
+              flags=["--kl-coef", "0"])
+    write_run(out / "old" / "seed0", [ev(0, 0.50), {**train_rows(1)[0], **ev(1, 0.5)}], arm="old", seed=0)
     assert sweep.main(["--summary-only", "--output-dir", str(out)]) == 0
     data = json.loads((out / "summary.json").read_text())
     main = data["arms"]["main"]
@@ -147,12 +152,14 @@ def test_summary_only_from_folders_on_disk(tmp_path):
     assert any("torn" in w or "skipped" in w for w in data["warnings"])  # the torn line of main/seed0
     md = (out / "summary.md").read_text()
     assert "| main | (none) | 2/2 (0, 1) |" in md
+    assert "| beta0 | `--kl-coef 0` | 0/1 |" in md
+    assert "| old | (see the command lines) | 1/1 (0) |" in md  # an old record does not say which flags were the arm's
     assert main["late"]["overall"]["mean"] == pytest.approx(0.56)  # one eval after training each: late = after
     assert "| main/seed0 | finished | 0 | 4 | 2.0 | 0.500 -> 0.580 (4) | 0.580 (4) |" in md
     assert "0.560 [0.540, 0.580]" in md and "+0.060 [+0.040, +0.080]" in md
     assert "### beta0/seed0: failed, exit code 1" in md and "Traceback: boom" in md
     assert "python train.py --seed 1" in md and "Rebuilt" in md
-    assert list(data["arms"]) == ["beta0", "main"] and data["sweep"]["seeds"] == [0, 1]
+    assert list(data["arms"]) == ["beta0", "main", "old"] and data["sweep"]["seeds"] == [0, 1]
     assert (out / "summary.png").stat().st_size > 10_000
 
 
