@@ -108,6 +108,7 @@ def run_result(rows: dict[int, dict]) -> dict:
     before = next((e for it, e in points if it == 0), None)
     after_pts = [(it, e) for it, e in points if it > 0]
     after = after_pts[-1][1] if after_pts else None
+    late = after_pts[-LATE_EVALS:]
     trained = sorted(it for it, r in rows.items() if it > 0 and "time/iteration" in r)
     s_per_it = [v for v in (finite(rows[it].get("time/iteration")) for it in trained) if v is not None]
 
@@ -123,9 +124,8 @@ def run_result(rows: dict[int, dict]) -> dict:
         "before": before,
         "after": after,
         "after_iteration": after_pts[-1][0] if after_pts else None,
-        "late": ({t: (statistics.fmean(v) if (v := [e[t] for _, e in after_pts[-LATE_EVALS:] if e[t] is not None])
-                      else None) for t in TIERS} if after_pts else None),
-        "late_iterations": [it for it, _ in after_pts[-LATE_EVALS:]],
+        "late": {t: (stats(e[t] for _, e in late) or {}).get("mean") for t in TIERS} if late else None,
+        "late_iterations": [it for it, _ in late],
         "delta": ({t: (after[t] - before[t]) if after[t] is not None and before[t] is not None else None
                    for t in TIERS} if before and after else None),
         "iterations": max(trained, default=0),
