@@ -1,0 +1,23 @@
+"""Windowed means of self-play metrics for section 12 (lr5 vs nov)."""
+import gzip, json, sys
+KEYS = {"result digits": "curriculum/propose_deduction/result_digits", "operators": "curriculum/propose_deduction/operators",
+        "p mid": "curriculum/propose_deduction/p_mid", "KL": "loss/kl", "entropy": "loss/entropy",
+        "solver seqs": None, "ded solve acc": "tasks/solve_deduction/accuracy", "s/it": "time/iteration",
+        "update s": "time/update", "uses +": "curriculum/propose_deduction/uses_add", "uses *": "curriculum/propose_deduction/uses_mul"}
+SOLVE = [f"trr/solve_{k}/count" for k in ("deduction", "abduction", "induction")]
+for path in sys.argv[1:]:
+    op = gzip.open if path.endswith(".gz") else open
+    last = {}
+    for l in op(path, "rt"):
+        r = json.loads(l); last.setdefault(r["iteration"], {}).update(r)
+    rows = [last[i] for i in sorted(last) if i > 0 and "loss/kl" in last[i]]
+    end = rows[-1]["iteration"]
+    wins = [(1, 5), (16, 20), (36, 40), (56, end)]
+    print(path, "end", end)
+    for name, k in KEYS.items():
+        out = []
+        for a, b in wins:
+            vals = [sum(r.get(s, 0) for s in SOLVE) if k is None else r.get(k) for r in rows if a <= r["iteration"] <= b]
+            vals = [v for v in vals if v is not None]
+            out.append(f"{sum(vals)/len(vals):.3g}" if vals else "-")
+        print(f"  {name:14s}", " / ".join(out))
