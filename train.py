@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from azero.selfplay import run_iteration, seed_buffers
     from azero.distributed import optimizer_steps
-    from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, export, make_accelerator,
-                               make_tracker, peak_memory_gb, printer, save, signal_number, stop_on_signal)
+    from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, export, heap_trim,
+                               make_accelerator, make_tracker, peak_memory_gb, printer, save, signal_number,
+                               stop_on_signal)
     from azero.tracking import claim_run_folder, plot_run
 
     # TRY NOT TO MODIFY: configuration is checked in full before anything heavy starts
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         bar = tqdm(range(start + 1, cfg.iterations + 1), desc="self-play", disable=not accelerator.is_main_process,
                    initial=start, total=cfg.iterations)
-        ctx.on_phase = lambda name: (threads.poll(), bar.set_postfix_str(name, refresh=True))
+        trim = heap_trim(accelerator)  # CPU: glibc keeps freed memory, so the resident size grows (RESULTS 11b)
+        ctx.on_phase = lambda name: (threads.poll(), trim(), bar.set_postfix_str(name, refresh=True))
         it, t_start, stopping = start, time.perf_counter(), False
         for it in bar:
             # ALGO LOGIC: one iteration (azero/selfplay.py): propose, validate, rollouts, solve, rewards, one step

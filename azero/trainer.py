@@ -225,6 +225,14 @@ def cpu_governor(accelerator, say):
     return ThreadGovernor(say)
 
 
+def heap_trim(accelerator) -> Callable[[], object]:
+    """CPU runs: hand the memory freed by a phase back to the OS (azero/cpu.py ``heap_trimmer``); else a no-op."""
+    from azero.cpu import heap_trimmer
+
+    trim = heap_trimmer() if accelerator.device.type == "cpu" else None
+    return trim or (lambda: None)
+
+
 def peak_memory_gb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
