@@ -1,4 +1,4 @@
-"""Windowed means of self-play metrics for section 11 (roll vs nov/base)."""
+"""Windowed means of self-play metrics for sections 11 and 12: python windows.py METRICS.jsonl[.gz] ..."""
 import gzip, json, sys
 KEYS = {"result digits": "curriculum/propose_deduction/result_digits", "operators": "curriculum/propose_deduction/operators",
         "p mid": "curriculum/propose_deduction/p_mid", "KL": "loss/kl", "entropy": "loss/entropy",
