@@ -32,6 +32,7 @@ MixedPrecision = Literal["no", "bf16", "fp16"]  # Accelerate's autocast modes
 TrainRollouts = Literal["none", "learnable", "all"]  # which learnability rollouts also train the solver (selfplay.py)
 Novelty = Literal["new", "count"]  # how a novelty bonus decays with repeats (selfplay.novelty_bonus)
 DiversityKey = Literal["skeleton", "operators"]  # what the diversity bonus counts (selfplay.SEEN_KEYS)
+LrDecay = Literal["none", "linear", "cosine"]  # the lr after warmup (trainer.lr_factor)
 
 
 class ConfigError(ValueError):
@@ -102,9 +103,13 @@ class Config:
     aggregation: Aggregation = opt("token-mean", "token-mean (global token count), seq-mean, or group-token-mean "
                                                  "(mean over the (task, role) groups of each group's token mean)")
     # --- optimizer
-    lr: float = opt(5e-6, "AdamW learning rate (constant after warmup)", gt=0)
+    lr: float = opt(5e-6, "AdamW learning rate (peak, after warmup)", gt=0)
     weight_decay: float = opt(0.01, "AdamW weight decay", ge=0)
     warmup_iterations: int = opt(0, "linear lr warmup", ge=0)
+    lr_decay: LrDecay = opt("none", "after warmup: none (constant lr), linear or cosine down to lr * --lr-min-ratio")
+    lr_decay_iterations: int = opt(0, "iterations the decay takes after warmup, then the lr stays at its floor "
+                                      "(0: to --iterations; set it when --time-limit-minutes ends the run)", ge=0)
+    lr_min_ratio: float = opt(0.1, "the decay's floor as a fraction of --lr", ge=0, le=1)
     grad_clip: float = opt(1.0, "max global grad norm", gt=0)
     micro_batch_size: int = opt(64, "at most this many sequences per forward/backward pass (length-bucketed)", ge=1)
     micro_batch_tokens: int = opt(8192, "at most this many padded tokens (rows x longest prompt + completion) per "

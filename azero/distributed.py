@@ -145,7 +145,7 @@ def _configure_deepspeed(acc, grad_clip: float) -> None:
     for key in ("optimizer", "scheduler"):
         if key in ds:
             raise LaunchError(f"the DeepSpeed config defines an {key}: remove it; azero builds AdamW and its schedule "
-                              "from --lr, --weight-decay and --warmup-iterations")
+                              "from --lr, --weight-decay, --warmup-iterations and --lr-decay")
     gas = ds.get("gradient_accumulation_steps", "auto")
     if gas not in ("auto", 1):
         raise LaunchError(f"the DeepSpeed config sets gradient_accumulation_steps {gas}: set it to 1 (azero accumulates "

@@ -377,6 +377,7 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx, groups=None) -> dic
     old_logps: list[torch.Tensor | None] = [None] * len(mbs)
     totals: dict[str, torch.Tensor | float] = defaultdict(float)  # device tensors: no host sync per micro-batch
     norms, skipped = [], False
+    lr = ctx.scheduler.get_last_lr()[0]  # this step's lr, read before the schedule moves on to the next
     for epoch in range(cfg.ppo_epochs):
         mets, nonfinite = accumulate_gradients(ctx, mbs, advantages, old_logps, loss_refs, normalizer)
         grad_norm, skipped = optimizer_step(ctx, nonfinite)
@@ -396,7 +397,7 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx, groups=None) -> dic
     means = reduce(torch.stack([totals[k] / epochs for k in names]), "mean").tolist() if names else []
     out = dict(zip(names, means))
     out.update(kl_metrics)
-    out.update({"optim/grad_norm": sum(norms) / epochs, "optim/lr": ctx.scheduler.get_last_lr()[0],
+    out.update({"optim/grad_norm": sum(norms) / epochs, "optim/lr": lr,
                 "optim/skipped_nonfinite": float(skipped), "optim/micro_batches": len(mbs),
                 "perf/trained_tokens": global_tokens})
     out.update(trr_metrics(all_rewards, all_groups, all_seq_adv, six))

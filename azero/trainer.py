@@ -83,8 +83,9 @@ def build_context(cfg: Config, accelerator, resume_dir: str | None, say) -> tupl
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = make_optimizer(cfg, policy)
-    warm = cfg.warmup_iterations
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    decay_its = cfg.lr_decay_iterations or max(cfg.iterations - cfg.warmup_iterations, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, cfg.warmup_iterations, cfg.lr_decay, decay_its, cfg.lr_min_ratio))
     model, optimizer = accelerator.prepare(policy, optimizer)
     # saved and restored by Accelerate's state API, but stepped by the loop itself: prepare() would wrap it in an
     # AcceleratedScheduler that steps num_processes times per call
@@ -118,6 +119,19 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
     SmolLM2-135M on one CPU core, fused 0.25 s (bench/throughput.py)."""
     params = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+
+def lr_factor(step: int, warmup: int, decay: str, decay_iterations: int, min_ratio: float) -> float:
+    """The lr of the iteration after ``step`` optimizer steps, as a fraction of --lr: a linear warmup over
+    ``warmup`` iterations, then constant (``none``) or a linear or cosine fall to ``min_ratio`` over
+    ``decay_iterations``, where it stays. A pure function of the step, so a resumed run continues the same curve."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if decay == "none":
+        return 1.0
+    t = min((step - warmup) / decay_iterations, 1.0)  # 0 at the first iteration after warmup, 1 at the floor
+    shape = 1.0 - t if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
+    return min_ratio + (1.0 - min_ratio) * shape
 
 
 def make_tracker(cfg: Config, accelerator, resume_iteration: int | None):

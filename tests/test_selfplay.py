@@ -84,6 +84,15 @@ def test_one_epoch_is_on_policy_reinforce(monkeypatch):
     assert adam_steps(ctx) == 1 and ctx.scheduler.last_epoch == 1
 
 
+def test_logged_lr_is_the_lr_the_step_used():
+    """optim/lr is read before the schedule moves on: with a halving schedule, iteration 1 logs --lr, not --lr / 2."""
+    ctx = make_ctx(lr=1e-3)
+    ctx.scheduler = torch.optim.lr_scheduler.LambdaLR(ctx.optimizer, lambda s: 0.5 ** s)
+    logged = [update(ctx, *batch(ctx.tokenizer))["optim/lr"] for _ in range(2)]
+    assert logged == pytest.approx([1e-3, 5e-4])
+    assert ctx.optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)  # what iteration 3 will use
+
+
 def test_later_epochs_reuse_the_rollout_policy_log_probs(monkeypatch):
     """--ppo-epochs 3: three optimizer steps over the same micro-batches; epochs 2 and 3 compare the moved
     policy with the log-probs of the first (rollout-policy) pass, so the ratio leaves 1 and the clip binds."""

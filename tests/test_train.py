@@ -142,9 +142,10 @@ def _in_process(argv: list[str]) -> dict:
 
 
 def test_resume_matches_straight_run(tmp_path):
-    """2 iterations + --resume for 2 more == 4 straight iterations: same buffers, iteration and metrics."""
+    """2 iterations + --resume for 2 more == 4 straight iterations: same buffers, iteration and metrics (optim/lr
+    among them: the decaying lr continues its curve)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    common = ["--preset", "tiny", "--eval-every", "0"]
+    common = ["--preset", "tiny", "--eval-every", "0", "--lr-decay", "linear", "--lr-decay-iterations", "3"]
     _in_process(common + ["--iterations", "4", "--output-dir", str(straight)])
     _in_process(common + ["--iterations", "2", "--output-dir", str(split)])
     _in_process(["--resume", str(split), "--iterations", "4"])
@@ -162,6 +163,7 @@ def test_resume_matches_straight_run(tmp_path):
             if key.startswith(("time/", "perf/", "mem/")) or va is None:
                 continue
             assert rb[it][key] == pytest.approx(va, rel=1e-4, abs=1e-6), (it, key)
+    assert [ra[it]["optim/lr"] for it in (1, 2, 3, 4)] == pytest.approx([1e-3, 0.7e-3, 0.4e-3, 0.1e-3])
 
 
 def test_nan_loss_skips_step_and_training_continues(tmp_path, monkeypatch):
