@@ -108,8 +108,8 @@ class Config:
     warmup_iterations: int = opt(0, "linear lr warmup", ge=0)
     lr_decay: LrDecay = opt("none", "after warmup: none (constant lr), linear or cosine down to lr * --lr-min-ratio")
     lr_decay_iterations: int = opt(0, "iterations the decay takes after warmup, then the lr stays at its floor "
-                                      "(0: to --iterations, so a --resume with a new --iterations re-stretches it; set it when "
-                                      "--time-limit-minutes ends the run)", ge=0)
+                                      "(0: to --iterations, so a --resume with a new --iterations re-stretches "
+                                      "it; set it when --time-limit-minutes ends the run)", ge=0)
     lr_min_ratio: float = opt(0.1, "the decay's floor as a fraction of --lr", ge=0, le=1)
     grad_clip: float = opt(1.0, "max global grad norm", gt=0)
     micro_batch_size: int = opt(64, "at most this many sequences per forward/backward pass (length-bucketed)", ge=1)

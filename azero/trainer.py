@@ -22,7 +22,7 @@ import torch
 
 from azero import checkpoint, evaluation
 from azero.buffers import TaskBuffer
-from azero.config import Config
+from azero.config import Config, LrDecay
 from azero.distributed import generation_model
 from azero.selfplay import Context
 from azero.tasks import TASK_KINDS
@@ -121,7 +121,7 @@ def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
-def lr_factor(step: int, warmup: int, decay: str, decay_iterations: int, min_ratio: float) -> float:
+def lr_factor(step: int, warmup: int, decay: LrDecay, decay_iterations: int, min_ratio: float) -> float:
     """The lr of the iteration after ``step`` optimizer steps, as a fraction of --lr: a linear warmup over
     ``warmup`` iterations, then constant (``none``) or a linear or cosine fall to ``min_ratio`` over
     ``decay_iterations``, where it stays. A pure function of the step, so a resumed run continues the same curve."""
