@@ -1,5 +1,5 @@
-"""Windowed means of self-play metrics for sections 11-13: python windows.py [--last-from N] METRICS.jsonl[.gz] ...
-The last window is iterations N (default 56) to the end; section 13's 55-56-iteration runs use --last-from 46."""
+"""Windowed means of self-play metrics for sections 11-14: python windows.py [--last-from N] METRICS.jsonl[.gz] ...
+The last window is iterations N (default 56) to the end; sections 13-14 (51-59-iteration runs) use --last-from 46."""
 import gzip, json, sys
 KEYS = {"result digits": "curriculum/propose_deduction/result_digits", "operators": "curriculum/propose_deduction/operators",
         "p mid": "curriculum/propose_deduction/p_mid", "KL": "loss/kl", "entropy": "loss/entropy",
