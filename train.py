@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     from azero.distributed import optimizer_steps
     from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, export, heap_trim,
                                make_accelerator, make_tracker, peak_memory_gb, printer, save, signal_number,
-                               stop_on_signal)
+                               snapshot, stop_on_signal)
     from azero.tracking import claim_run_folder, plot_run
 
     # TRY NOT TO MODIFY: configuration is checked in full before anything heavy starts
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
                                  f"the loss); checkpoint at {cfg.output_dir}/checkpoint")
             if stopping or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0) or last:
                 save(ctx, tracker, it, say)
+            if cfg.snapshot_every and it % cfg.snapshot_every == 0:  # weights to score later; never resumed from
+                snapshot(ctx, it, say)
             if accelerator.is_main_process and cfg.plot and ("eval/arithmetic_eval/overall" in metrics or last):
                 plot_run(cfg.output_dir)
             if stopping:

@@ -54,7 +54,7 @@ class Config:
     iterations: int = opt(200, "self-play iterations (one optimizer step each)", ge=0)
     time_limit_minutes: float = opt(0.0, "stop (final eval + checkpoint) once a run has used this much time; 0 = none",
                                     ge=0)
-    output_dir: str = opt("runs/azero", "metrics.jsonl, samples.jsonl, curves.png, checkpoint/, final/")
+    output_dir: str = opt("runs/azero", "metrics.jsonl, samples.jsonl, curves.png, checkpoint/, final/, snapshots/")
     overwrite: bool = opt(False, "start over in an output folder that holds a run, deleting that run's files "
                                  "(without it such a folder is refused; --resume DIR continues the run instead)")
     gradient_checkpointing: bool = opt(False, "trade compute for memory in the training passes")
@@ -138,6 +138,8 @@ class Config:
     wandb_project: str = opt("azero", "wandb project name")
     log_samples: int = opt(2, "generations per (task, role) written to the sample tables", ge=0)
     checkpoint_every: int = opt(50, "iterations between checkpoints (and at the end); 0 = only at the end", ge=0)
+    snapshot_every: int = opt(0, "iterations between snapshots/iteration-N/: plain Hugging Face folders like "
+                                 "final/, all kept (checkpoint/ keeps only the newest); 0 = none", ge=0)
     plot: bool = opt(True, "write curves.png into the run folder at every evaluation")
     push_to_hub: str = opt("", "after the run, upload OUTPUT_DIR/final/ to this hub model repo (needs a token)")
 

@@ -4,6 +4,8 @@ config.json + model.safetensors + generation_config.json + the tokenizer files, 
 ``AutoModelForCausalLM.from_pretrained(dir)`` and ``AutoTokenizer.from_pretrained(dir)``. Sharded weights (FSDP2,
 ZeRO-3) are gathered to the main process; LoRA adapters are merged into the base weights. The folder is written
 as ``final.tmp/`` and renamed, so ``final/`` is always whole. ``--push-to-hub REPO_ID`` uploads it afterwards.
+``--snapshot-every N`` writes the same kind of folder every N iterations, ``snapshots/iteration-NNNN/``, and keeps
+them all (``checkpoint/`` keeps only the newest), so a run's curve can be scored on another eval set afterwards.
 """
 
 from __future__ import annotations
@@ -15,20 +17,27 @@ from pathlib import Path
 import torch
 
 FINAL = "final"
+SNAPSHOTS = "snapshots"
 
 
-def export_final(accelerator, model, tokenizer, output_dir: str | Path) -> Path:
-    """Gather the policy's full weights and write ``final/`` on the main process. Every rank must call it."""
+def snapshot_name(iteration: int) -> str:
+    """The folder of one snapshot, relative to the run folder; zero-padded so that names sort by iteration."""
+    return f"{SNAPSHOTS}/iteration-{iteration:04d}"
+
+
+def export_final(accelerator, model, tokenizer, output_dir: str | Path, name: str = FINAL) -> Path:
+    """Gather the policy's full weights and write ``final/`` (or ``name``, a snapshot) on the main process. Every
+    rank must call it."""
     from azero.models import is_lora
 
     state = accelerator.get_state_dict(model)  # collective: full weights on the main process (CPU)
-    out = Path(output_dir) / FINAL
+    out = Path(output_dir) / name
     if accelerator.is_main_process:
         policy = accelerator.unwrap_model(model)
         plain = _rebuild(policy, state)
         if is_lora(plain):
             plain = plain.merge_and_unload()  # W + (alpha / r) B A: a plain model of the base architecture
-        tmp = out.with_name(f"{FINAL}.tmp")
+        tmp = out.with_name(f"{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         plain.generation_config = policy.generation_config
         plain.save_pretrained(tmp, safe_serialization=True)

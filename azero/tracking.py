@@ -37,7 +37,8 @@ CONSOLE_FIELDS = [
 
 # What a run writes into its folder (checkpoint* covers checkpoint/, checkpoint.tmp/, checkpoint.old/). A folder
 # holding any of these holds a run: a new run there is refused unless --resume or --overwrite says what to do.
-RUN_FILES = ("config.json", "metrics.jsonl", "samples.jsonl", "curves.png", "wandb_id.txt", "wandb", "final")
+RUN_FILES = ("config.json", "metrics.jsonl", "samples.jsonl", "curves.png", "wandb_id.txt", "wandb", "final",
+             "snapshots")
 
 
 def run_contents(output_dir: str | Path) -> list[str]:

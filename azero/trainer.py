@@ -192,6 +192,15 @@ def export(ctx: Context, say) -> None:
     ctx.accelerator.wait_for_everyone()
 
 
+def snapshot(ctx: Context, iteration: int, say) -> None:
+    """``OUTPUT_DIR/snapshots/iteration-NNNN/``: the policy at this iteration as a plain Hugging Face folder, kept
+    for good. Collective: every rank must call it."""
+    from azero.export import export_final, snapshot_name
+
+    folder = export_final(ctx.accelerator, ctx.model, ctx.tokenizer, ctx.cfg.output_dir, snapshot_name(iteration))
+    say(f"snapshot at iteration {iteration} -> {folder}")
+
+
 def any_rank(accelerator, *flags: bool) -> list[bool]:
     """Each flag true on every rank if it is true on any: ranks must take the same branch (saving is collective)."""
     from accelerate.utils import reduce

