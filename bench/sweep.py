@@ -209,9 +209,12 @@ def read_report(path: Path, data: str) -> dict | None:
 def report_result(results: dict, run_dir: Path, before: dict | None) -> dict:
     """One run's report: before (the untrained model), after (final/), delta per tier, and the curve over its
     snapshots (iteration from the folder name) ending at final/ (the run's last iteration)."""
-    after = results.get(str(run_dir))
-    snaps = sorted((int(Path(m).name.split("-", 1)[1]), r) for m, r in results.items()
-                   if Path(m).parent.name == "snapshots" and Path(m).name.startswith("iteration-"))
+    def is_snapshot(m: str) -> bool:
+        return Path(m).parent.name == "snapshots" and Path(m).name.startswith("iteration-")
+
+    # the one other entry is the run folder itself (final/), however the folder was spelled when it was scored
+    after = next((r for m, r in results.items() if not is_snapshot(m)), None)
+    snaps = sorted((int(Path(m).name.split("-", 1)[1]), r) for m, r in results.items() if is_snapshot(m))
     rows = read_metrics(run_dir / "metrics.jsonl")
     last = max((it for it, r in rows.items() if "time/iteration" in r), default=None)
     final = [(last, after)] if after and last is not None and (not snaps or snaps[-1][0] < last) else []
