@@ -226,6 +226,36 @@ def report_result(results: dict, run_dir: Path, before: dict | None) -> dict:
             "curve": [(it, tiers(e)) for it, e in curve]}
 
 
+def load_bench_script(name: str):
+    """A sibling script of bench/ (not a package) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def report_differences(items: dict[str, list[Path]], resamples: int = 2000) -> dict:
+    """Every arm against the first, on the report set's final/ verdicts (report_items.jsonl): the difference of the
+    means over seeds per tier, with bench/compare.py's bootstrap interval (seeds and paired items redrawn) and the
+    share of resamples <= 0. {} when fewer than two arms have reports."""
+    items = {arm: files for arm, files in items.items() if files}
+    if len(items) < 2:
+        return {}
+    compare = load_bench_script("compare")
+    names, rows, arms = [], {}, {}
+    for arm, files in items.items():
+        for f in files:  # one file per run; its final/ rows are those whose model is not a snapshot
+            for model, by_index in compare.read_items([f]).items():
+                if Path(model).parent.name != "snapshots":
+                    rows[f"{arm}/{f.parent.name}"] = by_index
+                    arms.setdefault(arm, []).append(len(names))
+                    names.append(f"{arm}/{f.parent.name}")
+    correct, tiers, _ = compare.verdicts(rows, names)
+    return compare.compare(correct, tiers, arms, None, resamples)["differences"]
+
+
 # ----------------------------------------------------------------------------------------------------
 # Formatting
 
@@ -702,6 +732,17 @@ class Sweep:
                                   for t in TIERS} for part in ("before", "after", "delta")},
             }
         a = self.args
+        if a.report_data:
+            items = {name: [r.dir / "report_items.jsonl" for r in self.runs if r.arm == name and r.status == "finished"
+                            and read_report(r.dir / REPORT_FILE, a.report_data) is not None
+                            and (r.dir / "report_items.jsonl").exists()] for name in arms}
+            try:
+                differences = report_differences(items)
+            except SystemExit as e:  # e.g. runs scored on different report items: say so, keep the summary
+                self.warn(f"report: no differences between arms: {e}")
+                differences = {}
+            for key, per_tier in differences.items():
+                arms[key.split(" - ")[0]]["report_vs_first"] = {"vs": key.split(" - ")[1], **per_tier}
         return {"sweep": {"output_dir": str(self.out), "command": self.command, "rebuilt": bool(a.summary_only),
                           "preset": a.preset,
                           "seeds": a.seed_values, "iterations": a.iterations, "time_limit_minutes": a.time_limit_minutes,
@@ -800,6 +841,16 @@ def render_markdown(data: dict) -> str:
                 cells = [fmt_stat(rep[part][t], signed=part == "delta") for t in TIERS]
                 L.append(f"| {name if part == 'before' else ''} | {part} | {n if part == 'before' else ''} | "
                          + " | ".join(cells) + " |")
+        vs = [(name, a["report_vs_first"]) for name, a in arms.items() if a.get("report_vs_first")]
+        if vs:
+            L += ["", f"Each arm against `{vs[0][1]['vs']}`, final/ on the report set: difference of the means, 95% "
+                  "interval from a bootstrap over seeds and items (bench/compare.py; with 2 seeds a floor on the "
+                  "uncertainty), share of resamples <= 0.", "",
+                  "| arm | vs | " + " | ".join(TIERS) + " |", "|---|---|" + "---|" * len(TIERS)]
+            for name, d in vs:
+                cells = [f"{d[t]['mean']:+.3f} [{d[t]['ci'][0]:+.3f}, {d[t]['ci'][1]:+.3f}] ({d[t]['share_le_0']:.2f})"
+                         if t in d else "–" for t in TIERS]
+                L.append(f"| {name} | {d['vs']} | " + " | ".join(cells) + " |")
         L += ["", "| run | report overall at iteration ... |", "|---|---|"]
         for name, a in arms.items():
             for r in a["runs"]:

@@ -152,6 +152,31 @@ def test_report_helpers_on_hand_written_files(tmp_path):
     assert sweep.report_result(results, run, None)["delta"] is None
 
 
+def test_report_differences_use_final_rows_only(tmp_path):
+    """Each arm against the first on the report set's final/ verdicts; the snapshots' rows in the same files are
+    not mixed in. Hand-made: arm a's seeds score 2/4 and 3/4 (mean 0.625), arm b's one seed 4/4: b - a = +0.375."""
+    def write(run: Path, final: list[int], snapshot: list[int]) -> Path:
+        run.mkdir(parents=True)
+        rows = [{"model": str(m), "index": i, "tier": "easy" if i < 2 else "hard", "prompt": f"q{i}", "answer": 0,
+                 "completion": "", "parsed": None, "correct": bool(v)}
+                for m, vs in ((run / "snapshots" / "iteration-0001", snapshot), (run, final)) for i, v in enumerate(vs)]
+        (run / "report_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return run / "report_items.jsonl"
+
+    items = {"a": [write(tmp_path / "a" / "seed0", [1, 1, 0, 0], [0, 0, 0, 0]),
+                   write(tmp_path / "a" / "seed1", [1, 1, 1, 0], [0, 0, 0, 0])],
+             "b": [write(tmp_path / "b" / "seed0", [1, 1, 1, 1], [0, 0, 0, 0])], "c": []}
+    d = sweep.report_differences(items, resamples=300)
+    assert list(d) == ["b - a"]  # c has no reports: left out
+    assert d["b - a"]["overall"]["mean"] == pytest.approx(0.375) and d["b - a"]["easy"]["mean"] == 0.0
+    assert d["b - a"]["hard"]["mean"] == pytest.approx(0.75)
+    assert d["b - a"]["easy"]["ci"] == (0.0, 0.0)
+    # b - a <= 0 only when the 4 redrawn items are all items 0-1 (1/16), or a's seeds are drawn as (1, 1) (1/4)
+    # and the items come from 0-2 without being all 0-1 ((3/4)^4 - 1/16): 0.152 in all
+    assert d["b - a"]["overall"]["share_le_0"] == pytest.approx(1 / 16 + (81 / 256 - 1 / 16) / 4, abs=0.07)
+    assert sweep.report_differences({"a": items["a"]}) == {}
+
+
 def test_fmt_stat():
     assert sweep.fmt_stat(None) == "–"
     assert sweep.fmt_stat({"mean": 0.5, "min": 0.4, "max": 0.6, "n": 2}) == "0.500 [0.400, 0.600]"
