@@ -41,8 +41,8 @@ def read_items(paths: list[Path]) -> dict[str, dict[int, dict]]:
     return models
 
 
-def verdicts(models: dict[str, dict[int, dict]], names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(correct[model, item] as 0/1, tier of each item, item prompts): every model must hold the same items."""
+def verdicts(models: dict[str, dict[int, dict]], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(correct[model, item] as 0/1, tier of each item): every model must hold the same items."""
     missing = [n for n in names if n not in models]
     if missing:
         raise SystemExit(f"compare: no rows for {missing}; the files hold {sorted(models)}")
@@ -53,7 +53,7 @@ def verdicts(models: dict[str, dict[int, dict]], names: list[str]) -> tuple[np.n
             raise SystemExit(f"compare: {n} was scored on other items than {names[0]}")
     correct = np.array([[float(models[n][i]["correct"]) for i in index] for n in names])
     tiers = np.array([ref[i]["tier"] for i in index])
-    return correct, tiers, [ref[i]["prompt"] for i in index]
+    return correct, tiers
 
 
 def tier_masks(tiers: np.ndarray) -> dict[str, np.ndarray]:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.base:
         arms = {args.base: [args.base], **arms}
     names = sorted({m for ms in arms.values() for m in ms})
-    correct, tiers, _ = verdicts(read_items(args.items), names)
+    correct, tiers = verdicts(read_items(args.items), names)
     rows = {arm: [names.index(m) for m in ms] for arm, ms in arms.items()}
     result = compare(correct, tiers, rows, args.base, args.resamples, args.seed)
     result["models"] = arms

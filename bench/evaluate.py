@@ -48,20 +48,29 @@ def expand(models: list[str], snapshots: bool) -> list[str]:
     return out
 
 
+def snapshot_iteration(model: str) -> int | None:
+    """The iteration in a snapshot folder's name (``RUN/snapshots/iteration-NNNN``, azero.export.snapshot_name);
+    None for anything else."""
+    path = Path(model)
+    if path.parent.name != "snapshots" or not path.name.startswith("iteration-"):
+        return None
+    return int(path.name.split("-", 1)[1])
+
+
 def taken_at(model: str) -> int | None:
     """The iteration a model was taken at: a snapshot's from its name, a run's final/ from the run's metrics.jsonl
-    (its last iteration); None for a model that is not part of a run (the base model)."""
-    path = Path(model)
-    if path.parent.name == "snapshots" and path.name.startswith("iteration-"):
-        return int(path.name.split("-", 1)[1])
-    if not (path / "metrics.jsonl").exists():
-        return None
+    (its highest iteration); None for a model that is not part of a run (the base model)."""
+    metrics = Path(model) / "metrics.jsonl"
+    if snapshot_iteration(model) is not None or not metrics.exists():
+        return snapshot_iteration(model)
     last = None
-    for line in (path / "metrics.jsonl").read_text().splitlines():
+    for line in metrics.read_text().splitlines():
         try:
-            last = json.loads(line).get("iteration", last)
+            it = json.loads(line).get("iteration")
         except json.JSONDecodeError:  # a torn last line of a killed run
-            pass
+            continue
+        if isinstance(it, int) and (last is None or it > last):
+            last = it
     return last
 
 
@@ -76,8 +85,7 @@ def plot_curves(results: dict[str, dict[str, float]], png: Path) -> Path:
     runs: dict[str, list[tuple[int, float]]] = {}
     flat = {}
     for model, res in results.items():
-        path = Path(model)
-        run = str(path.parent.parent) if path.parent.name == "snapshots" else model
+        run = model if snapshot_iteration(model) is None else str(Path(model).parent.parent)
         it = taken_at(model)
         if it is None:
             flat[model] = res["overall"]

@@ -36,6 +36,7 @@ A sweep invoked again scores only what has no report for DATA yet.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -209,14 +210,12 @@ def read_report(path: Path, data: str) -> dict | None:
 def report_result(results: dict, run_dir: Path, before: dict | None) -> dict:
     """One run's report: before (the untrained model), after (final/), delta per tier, and the curve over its
     snapshots (iteration from the folder name) ending at final/ (the run's last iteration)."""
-    def is_snapshot(m: str) -> bool:
-        return Path(m).parent.name == "snapshots" and Path(m).name.startswith("iteration-")
-
+    evaluate = load_bench_script("evaluate")  # its rules: a snapshot's iteration, a run's last iteration
     # the one other entry is the run folder itself (final/), however the folder was spelled when it was scored
-    after = next((r for m, r in results.items() if not is_snapshot(m)), None)
-    snaps = sorted((int(Path(m).name.split("-", 1)[1]), r) for m, r in results.items() if is_snapshot(m))
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    last = max((it for it, r in rows.items() if "time/iteration" in r), default=None)
+    after = next((r for m, r in results.items() if evaluate.snapshot_iteration(m) is None), None)
+    snaps = sorted((evaluate.snapshot_iteration(m), r) for m, r in results.items()
+                   if evaluate.snapshot_iteration(m) is not None)
+    last = evaluate.taken_at(str(run_dir))
     final = [(last, after)] if after and last is not None and (not snaps or snaps[-1][0] < last) else []
     curve = ([(0, before)] if before else []) + snaps + final
     tiers = lambda e: {t: finite((e or {}).get(t)) for t in TIERS}  # noqa: E731
@@ -226,8 +225,9 @@ def report_result(results: dict, run_dir: Path, before: dict | None) -> dict:
             "curve": [(it, tiers(e)) for it, e in curve]}
 
 
+@functools.cache
 def load_bench_script(name: str):
-    """A sibling script of bench/ (not a package) as a module."""
+    """A sibling script of bench/ (not a package) as a module, loaded once."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
@@ -243,16 +243,16 @@ def report_differences(items: dict[str, list[Path]], resamples: int = 2000) -> d
     items = {arm: files for arm, files in items.items() if files}
     if len(items) < 2:
         return {}
-    compare = load_bench_script("compare")
+    compare, evaluate = load_bench_script("compare"), load_bench_script("evaluate")
     names, rows, arms = [], {}, {}
     for arm, files in items.items():
         for f in files:  # one file per run; its final/ rows are those whose model is not a snapshot
             for model, by_index in compare.read_items([f]).items():
-                if Path(model).parent.name != "snapshots":
+                if evaluate.snapshot_iteration(model) is None:
                     rows[f"{arm}/{f.parent.name}"] = by_index
                     arms.setdefault(arm, []).append(len(names))
                     names.append(f"{arm}/{f.parent.name}")
-    correct, tiers, _ = compare.verdicts(rows, names)
+    correct, tiers = compare.verdicts(rows, names)
     return compare.compare(correct, tiers, arms, None, resamples)["differences"]
 
 
