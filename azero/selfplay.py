@@ -400,7 +400,8 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx, groups=None) -> dic
     out.update({"optim/grad_norm": sum(norms) / epochs, "optim/lr": lr,
                 "optim/skipped_nonfinite": float(skipped), "optim/micro_batches": len(mbs),
                 "perf/trained_tokens": global_tokens})
-    out.update(trr_metrics(all_rewards, all_groups, all_seq_adv, six))
+    out.update(trr_metrics(all_rewards, all_groups, all_seq_adv, six,
+                           adv.loss_weights(all_lengths, six, cfg.aggregation)))
     return out
 
 
@@ -490,9 +491,10 @@ def kl_shaped_advantages(ctx, mbs, k1, seqs, all_rewards, all_groups) -> tuple[t
     return a, per_seq, float(kl.sum())
 
 
-def trr_metrics(all_rewards, all_groups, all_seq_adv, six) -> dict:
-    """Per (task, role) group, whatever ``grouping`` the baselines use: reward mean, std and count, and the
-    advantage mean and std after the normalisation. Plus TRL's ``frac_reward_zero_std``: the fraction of the
+def trr_metrics(all_rewards, all_groups, all_seq_adv, six, weights=None) -> dict:
+    """Per (task, role) group, whatever ``grouping`` the baselines use: reward mean, std and count, the advantage
+    mean and std after the normalisation, and (given ``weights``, ``adv.loss_weights``) the group's share of the
+    loss weight under ``--aggregation``. Plus TRL's ``frac_reward_zero_std``: the fraction of the
     baseline groups whose rewards were all equal (their advantages are 0, so they teach nothing)."""
     out = {}
     reward_mean, reward_std, count = adv.group_stats(all_rewards, six, num_groups=6)
@@ -504,6 +506,8 @@ def trr_metrics(all_rewards, all_groups, all_seq_adv, six) -> dict:
                                  ("adv_mean", adv_mean), ("adv_std", adv_std)):
                 out[f"{key}/{stat}"] = float(values[g]) if count[g] > 0 else float("nan")
             out[f"{key}/count"] = float(count[g])
+            if weights is not None:
+                out[f"{key}/loss_share"] = float(weights[six == g].sum())
     _, std, n = adv.group_stats(all_rewards, all_groups)
     out["frac_reward_zero_std"] = float((std[n > 0] == 0).float().mean())
     return out

@@ -14,8 +14,8 @@ from azero import selfplay
 from azero.buffers import TaskBuffer
 from azero.config import PRESETS, Config
 from azero.models import frozen_copy, load_policy, tiny_tokenizer
-from azero.selfplay import (Context, Proposal, count_outcomes, novelty_bonus, outcome_metrics, proposer_reward, seen_counts,
-                            trr_metrics, update)
+from azero.selfplay import (ROLES, Context, Proposal, count_outcomes, group_name, novelty_bonus, outcome_metrics,
+                            proposer_reward, seen_counts, trr_metrics, update)
 from azero.tasks import TASK_KINDS, Verdict, make_task, parse_program
 from azero.trainer import make_optimizer
 
@@ -152,6 +152,30 @@ def test_trr_metrics_by_hand():
     assert out["frac_reward_zero_std"] == 0.5  # one of the two non-empty groups
     # one global baseline group: its rewards differ, so no group has zero std
     assert trr_metrics(rewards, torch.zeros(6, dtype=torch.long), seq_adv, six)["frac_reward_zero_std"] == 0.0
+    # loss shares: four 30-token proposals and two 5-token answers under token-mean -> 120/130 and 10/130
+    weights = torch.tensor([30.0, 30.0, 30.0, 30.0, 5.0, 5.0]) / 130
+    out = trr_metrics(rewards, six, seq_adv, six, weights)
+    assert out["trr/propose_deduction/loss_share"] == pytest.approx(120 / 130)
+    assert out["trr/solve_deduction/loss_share"] == pytest.approx(10 / 130)
+    assert out["trr/solve_induction/loss_share"] == 0.0
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean", "group-token-mean"])
+def test_update_logs_loss_shares(aggregation):
+    """The six trr/*/loss_share values of a real update: they sum to 1, and they are the group's tokens over all
+    tokens (token-mean), its sequences over all (seq-mean), or 1/6 each (group-token-mean)."""
+    ctx = make_ctx(aggregation=aggregation)
+    seqs, rewards, task, role = batch(ctx.tokenizer)
+    out = update(ctx, seqs, rewards, task, role)
+    lengths = torch.tensor([float(len(c)) for _, c in seqs])
+    groups = task * 2 + role
+    shares = {g: out[f"trr/{group_name(r, k)}/loss_share"] for g, (k, r) in
+              enumerate((k, r) for k in TASK_KINDS for r in ROLES)}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    for g, share in shares.items():
+        expected = {"token-mean": float(lengths[groups == g].sum() / lengths.sum()),
+                    "seq-mean": 2 / 12, "group-token-mean": 1 / 6}[aggregation]
+        assert share == pytest.approx(expected)
 
 
 def rollout(lengths, clipped):

@@ -67,6 +67,22 @@ def group_token_divisors(lengths: Tensor, groups: Tensor) -> Tensor:
     return (tokens[groups] * present).clamp(min=1)
 
 
+def loss_weights(lengths: Tensor, groups: Tensor, aggregation: str) -> Tensor:
+    """[N] the share of the loss's total weight that each sequence's tokens carry under ``aggregation`` (sums to 1
+    over the sequences that have tokens): token-mean gives a sequence its share of all tokens, seq-mean 1 / N, and
+    group-token-mean 1 / G split over the group by length. Summed per (task, role) group, this shows how much of
+    the step a group drives: under token-mean a 4-token answer weighs a tenth of a 40-token proposal."""
+    if aggregation == "token-mean":
+        w = lengths.clone()
+    elif aggregation == "seq-mean":
+        w = lengths.gt(0).to(lengths.dtype)  # a sequence with no tokens adds nothing to the loss
+    elif aggregation == "group-token-mean":
+        w = lengths / group_token_divisors(lengths, groups)
+    else:
+        raise ValueError(f"unknown aggregation {aggregation!r}")
+    return w / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+
+
 def kl_in_reward_advantages(
     rewards: Tensor, kl: Tensor, mask: Tensor, beta: float, groups: Tensor, eps: float = 1e-6
 ) -> Tensor:

@@ -202,3 +202,38 @@ def test_group_token_divisors_by_hand():
     # every group's tokens then carry total weight 1 / G
     weights = lengths / group_token_divisors(lengths, groups)
     assert weights[:2].sum().item() == pytest.approx(1 / 2) and weights[2:].sum().item() == pytest.approx(1 / 2)
+
+
+def test_loss_weights_by_hand():
+    from azero.rl.advantages import loss_weights
+
+    # a 40-token proposal, a 36-token proposal, two 4-token answers (groups 0, 0, 1, 1)
+    lengths, groups = torch.tensor([40.0, 36.0, 4.0, 4.0]), torch.tensor([0, 0, 1, 1])
+    assert loss_weights(lengths, groups, "token-mean").tolist() == pytest.approx([40 / 84, 36 / 84, 4 / 84, 4 / 84])
+    assert loss_weights(lengths, groups, "seq-mean").tolist() == pytest.approx([0.25] * 4)
+    assert loss_weights(lengths, groups, "group-token-mean").tolist() == pytest.approx([40 / 152, 36 / 152, 0.25, 0.25])
+    # an empty completion carries nothing, and the others share all of it
+    assert loss_weights(torch.tensor([0.0, 2.0, 6.0]), torch.tensor([0, 1, 1]), "seq-mean").tolist() == [0.0, 0.5, 0.5]
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        loss_weights(lengths, groups, "sum")
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean", "group-token-mean"])
+def test_loss_weights_are_what_the_loss_applies(aggregation):
+    """With one per-token value c_i for each sequence, the loss's aggregate is sum_i w_i c_i (w = loss_weights):
+    the logged shares describe the loss that is optimised, not a separate formula."""
+    from azero.rl.advantages import group_token_divisors, loss_weights
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([5, 1, 3, 7, 2, 4])
+    groups = torch.tensor([0, 1, 0, 2, 1, 1])
+    C = int(lengths.max())
+    mask = (torch.arange(C)[None, :] < lengths[:, None]).float()
+    c = torch.randn(6, generator=g)
+    normalizer = {"token-mean": mask.sum(), "seq-mean": 6.0,
+                  "group-token-mean": group_token_divisors(lengths.float(), groups)}[aggregation]
+    # the pg term with ratio 1 is -A per token: advantages -c give per-token values c
+    logp = torch.zeros(6, C)
+    loss, _ = policy_loss(logp, logp, -c, mask, aggregation=aggregation, normalizer=normalizer)
+    w = loss_weights(lengths.float(), groups, aggregation)
+    assert loss.item() == pytest.approx(float((w * c).sum()), abs=1e-6)
