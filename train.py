@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from azero.selfplay import run_iteration, seed_buffers
     from azero.distributed import optimizer_steps
-    from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, export, heap_trim,
+    from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, export, heap_policy,
                                make_accelerator, make_tracker, peak_memory_gb, printer, save, signal_number,
                                snapshot, stop_on_signal)
     from azero.tracking import claim_run_folder, plot_run
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     say(describe(cfg, resume_dir, accelerator.num_processes))
     say(f"eval set: {len(eval_items)} problems from {cfg.eval_data}")
     threads = cpu_governor(accelerator, say)  # CPU threads from the cores other processes leave free
+    trim = heap_policy(accelerator, cfg.cpu_heap)  # CPU: reuse freed memory (fast) or trim it (lean), RESULTS 16
     ctx, start = build_context(cfg, accelerator, resume_dir, say)
     threads.poll(force=True)  # the load beside model loading decides the threads of seeding; warns if oversubscribed
     tracker = make_tracker(cfg, accelerator, resume_iteration=start if resume_dir else None)
@@ -80,7 +81,6 @@ def main(argv: list[str] | None = None) -> dict:
 
         bar = tqdm(range(start + 1, cfg.iterations + 1), desc="self-play", disable=not accelerator.is_main_process,
                    initial=start, total=cfg.iterations)
-        trim = heap_trim(accelerator)  # CPU: glibc keeps freed memory, so the resident size grows (RESULTS 11b)
         ctx.on_phase = lambda name: (threads.poll(), trim(), bar.set_postfix_str(name, refresh=True))
         it, t_start, stopping = start, time.perf_counter(), False
         for it in bar:

@@ -33,6 +33,7 @@ TrainRollouts = Literal["none", "learnable", "all"]  # which learnability rollou
 Novelty = Literal["new", "count"]  # how a novelty bonus decays with repeats (selfplay.novelty_bonus)
 DiversityKey = Literal["skeleton", "operators"]  # what the diversity bonus counts (selfplay.SEEN_KEYS)
 LrDecay = Literal["none", "linear", "cosine"]  # the lr after warmup (trainer.lr_factor)
+CpuHeap = Literal["keep", "trim"]  # what a CPU run's allocator does with freed memory (trainer.heap_policy)
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,8 @@ class Config:
     output_dir: str = opt("runs/azero", "metrics.jsonl, samples.jsonl, curves.png, checkpoint/, final/, snapshots/")
     overwrite: bool = opt(False, "start over in an output folder that holds a run, deleting that run's files "
                                  "(without it such a folder is refused; --resume DIR continues the run instead)")
+    cpu_heap: CpuHeap = opt("keep", "CPU runs: keep (glibc reuses freed memory: fewer page faults, faster, a larger "
+                                   "resident size) or trim (freed memory goes back to the OS at every phase)")
     gradient_checkpointing: bool = opt(False, "trade compute for memory in the training passes")
     lora_r: int = opt(0, "LoRA rank (peft adapters on the policy; the KL reference is the base with adapters off); "
                          "0 = full fine-tuning", ge=0)

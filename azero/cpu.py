@@ -153,6 +153,28 @@ def choose_threads(cpus: int, others: float) -> int:
     return max(1, min(cpus, math.floor(cpus - others + 0.45)))
 
 
+# glibc mallopt parameters (malloc.h) and the values "keep" sets: blocks up to 32 MiB (the most glibc accepts) come
+# from the heap instead of a fresh mmap, and up to 2 GiB of free memory at the heap's top stays there.
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+KEEP_HEAP = ((M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD, 512 << 20))
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep the memory a CPU run frees for its next allocations (``--cpu-heap keep``). Returns False
+    where the C library has no ``mallopt`` (musl, macOS) or refuses a value.
+
+    Why: by default glibc serves large blocks with a fresh ``mmap`` and gives freed memory back, so every training
+    pass touches new pages. On the 2-core box a cpu-preset update pass took 3-6 million page faults and 11-16 s of
+    kernel time; with these settings it took 0.3 million and 2.4 s, and 49 s instead of 57-62 (docs/RESULTS.md,
+    section 16). The cost is resident memory: what a phase frees stays with the process."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(mallopt(param, value) == 1 for param, value in KEEP_HEAP)
+
+
 def heap_trimmer() -> Callable[[], bool] | None:
     """A function that hands the heap's free pages back to the OS (glibc ``malloc_trim(0)``), or None where the C
     library has none (musl, macOS).

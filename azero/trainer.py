@@ -248,12 +248,19 @@ def cpu_governor(accelerator, say):
     return ThreadGovernor(say)
 
 
-def heap_trim(accelerator) -> Callable[[], object]:
-    """CPU runs: hand the memory freed by a phase back to the OS (azero/cpu.py ``heap_trimmer``); else a no-op."""
-    from azero.cpu import heap_trimmer
+def heap_policy(accelerator, mode: str) -> Callable[[], object]:
+    """CPU runs (``--cpu-heap``): "keep" makes glibc keep freed memory for reuse (azero/cpu.py
+    ``keep_freed_memory``: faster, larger resident size) and returns a no-op; "trim" returns a function that hands
+    the memory freed by a phase back to the OS (``heap_trimmer``), called at every phase boundary. Off CPU, or
+    where the C library lacks these calls, a no-op."""
+    from azero.cpu import heap_trimmer, keep_freed_memory
 
-    trim = heap_trimmer() if accelerator.device.type == "cpu" else None
-    return trim or (lambda: None)
+    if accelerator.device.type != "cpu":
+        return lambda: None
+    if mode == "keep":
+        keep_freed_memory()
+        return lambda: None
+    return heap_trimmer() or (lambda: None)
 
 
 def peak_memory_gb() -> float:

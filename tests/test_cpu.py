@@ -148,10 +148,44 @@ def test_heap_trimmer_returns_freed_heap_pages_to_the_os():
     assert len(kept) == 3125
 
 
-def test_heap_trim_is_a_no_op_off_cpu():
+def test_heap_policy_is_a_no_op_off_cpu():
     from types import SimpleNamespace
 
-    from azero.trainer import heap_trim
+    from azero.trainer import heap_policy
 
-    assert heap_trim(SimpleNamespace(device=SimpleNamespace(type="cuda")))() is None
-    assert heap_trim(SimpleNamespace(device=SimpleNamespace(type="cpu")))() in (True, False)
+    assert heap_policy(SimpleNamespace(device=SimpleNamespace(type="cuda")), "trim")() is None
+    assert heap_policy(SimpleNamespace(device=SimpleNamespace(type="cuda")), "keep")() is None
+    assert heap_policy(SimpleNamespace(device=SimpleNamespace(type="cpu")), "trim")() in (True, False)
+
+
+KEEP_PROBE = r"""
+import ctypes, sys
+from types import SimpleNamespace
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+
+def mmapped(size):  # glibc marks a chunk served by its own mmap with bit 1 (IS_MMAPPED) of the size word before it
+    p = libc.malloc(size)
+    return bool(ctypes.c_size_t.from_address(p - ctypes.sizeof(ctypes.c_size_t)).value & 2)
+
+before = mmapped(20 << 20)
+if sys.argv[1] == "keep":
+    from azero.trainer import heap_policy
+    trim = heap_policy(SimpleNamespace(device=SimpleNamespace(type="cpu")), "keep")
+    assert trim() is None  # keep: nothing to do at phase boundaries
+print(before, mmapped(20 << 20))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and chunk header")
+@pytest.mark.parametrize("mode", ["keep", "default"])
+def test_keep_serves_large_blocks_from_the_heap(mode):
+    """--cpu-heap keep: a 20 MiB block, which glibc by default serves with a fresh mmap (new pages, faulted in on
+    every use), comes from the reusable heap. A subprocess: mallopt changes the whole process."""
+    out = subprocess.run([sys.executable, "-c", KEEP_PROBE, mode], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.split()
+    assert first == "True"
+    # without keep the second 20 MiB block is mmapped too (glibc's threshold only rises when a mapped block is freed)
+    assert second == ("False" if mode == "keep" else "True")
