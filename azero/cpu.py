@@ -181,7 +181,8 @@ def heap_trimmer() -> Callable[[], bool] | None:
 
     Why (docs/RESULTS.md, section 11b): glibc keeps memory that a CPU run frees in the middle of its heap, so the
     resident size of a cpu-preset run grew from 10 to 14 GB over 60 minutes while its live set stayed under 8 GB.
-    Trimming every few seconds gave the same numbers, a lower resident size and no measurable slowdown."""
+    Trimming gave the same numbers and a lower resident size; on one box it cost no measurable time, on another
+    (section 16) the page faults it brings back made the first iterations 24% slower than ``keep_freed_memory``."""
     try:
         trim = ctypes.CDLL(None).malloc_trim  # the C library this process already runs on
     except (OSError, AttributeError):

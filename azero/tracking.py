@@ -203,6 +203,14 @@ def panel_baselines(ax, rows):
     ax.set_title("per-(task, role) baselines: mean reward")
 
 
+def panel_loss_share(ax, rows):
+    for kind in KINDS:
+        for role, style in (("propose", "--"), ("solve", "-")):
+            ax.plot(*series(rows, f"trr/{role}_{kind}/loss_share"), style, label=f"{role} {kind}")
+    ax.set_ylim(0, None)
+    ax.set_title("share of the loss weight per (task, role) (--aggregation)")
+
+
 def panel_accuracy(ax, rows):
     for kind in KINDS:
         ax.plot(*series(rows, f"tasks/solve_{kind}/accuracy"), label=f"solve {kind}")
@@ -277,8 +285,8 @@ def panel_references(ax, rows):
 
 # The panels of curves.png, in order: a function (matplotlib Axes, metric rows) -> None that draws and titles
 # one panel. Add a panel by appending here; the grid grows by a row per two panels.
-PANELS = [panel_baselines, panel_accuracy, panel_kl, panel_eval,
-          panel_difficulty, panel_learnability, panel_solve_by_difficulty, panel_references, panel_operator_mix]
+PANELS = [panel_baselines, panel_accuracy, panel_kl, panel_eval, panel_difficulty, panel_learnability,
+          panel_solve_by_difficulty, panel_references, panel_operator_mix, panel_loss_share]
 
 
 def _plain(v):
