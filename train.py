@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     say(describe(cfg, resume_dir, accelerator.num_processes))
     say(f"eval set: {len(eval_items)} problems from {cfg.eval_data}")
     threads = cpu_governor(accelerator, say)  # CPU threads from the cores other processes leave free
-    trim = heap_policy(accelerator, cfg.cpu_heap)  # CPU: reuse freed memory (fast) or trim it (lean), RESULTS 16
+    heap_hook = heap_policy(accelerator, cfg.cpu_heap)  # CPU: reuse freed memory (fast) or trim it (lean), RESULTS 16
     ctx, start = build_context(cfg, accelerator, resume_dir, say)
     threads.poll(force=True)  # the load beside model loading decides the threads of seeding; warns if oversubscribed
     tracker = make_tracker(cfg, accelerator, resume_iteration=start if resume_dir else None)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         bar = tqdm(range(start + 1, cfg.iterations + 1), desc="self-play", disable=not accelerator.is_main_process,
                    initial=start, total=cfg.iterations)
-        ctx.on_phase = lambda name: (threads.poll(), trim(), bar.set_postfix_str(name, refresh=True))
+        ctx.on_phase = lambda name: (threads.poll(), heap_hook(), bar.set_postfix_str(name, refresh=True))
         it, t_start, stopping = start, time.perf_counter(), False
         for it in bar:
             # ALGO LOGIC: one iteration (azero/selfplay.py): propose, validate, rollouts, solve, rewards, one step

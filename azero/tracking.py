@@ -196,17 +196,20 @@ def series(rows: list[dict], key: str) -> tuple[list, list]:
 KINDS = ("deduction", "abduction", "induction")
 
 
-def panel_baselines(ax, rows):
+def plot_six(ax, rows, stat: str):
+    """One line per (task, role) group of ``trr/{role}_{task}/{stat}``: proposers dashed, solvers solid."""
     for kind in KINDS:
         for role, style in (("propose", "--"), ("solve", "-")):
-            ax.plot(*series(rows, f"trr/{role}_{kind}/reward_mean"), style, label=f"{role} {kind}")
+            ax.plot(*series(rows, f"trr/{role}_{kind}/{stat}"), style, label=f"{role} {kind}")
+
+
+def panel_baselines(ax, rows):
+    plot_six(ax, rows, "reward_mean")
     ax.set_title("per-(task, role) baselines: mean reward")
 
 
 def panel_loss_share(ax, rows):
-    for kind in KINDS:
-        for role, style in (("propose", "--"), ("solve", "-")):
-            ax.plot(*series(rows, f"trr/{role}_{kind}/loss_share"), style, label=f"{role} {kind}")
+    plot_six(ax, rows, "loss_share")
     ax.set_ylim(0, None)
     ax.set_title("share of the loss weight per (task, role) (--aggregation)")
 
