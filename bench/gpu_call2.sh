@@ -2,7 +2,7 @@
 # Device call 2 of 2 (DEVELOPERS.md): carry .gpu_sweep/b, send it right after call 1 (same warm machine).
 # Joins the GGUF (md5 checked), runs bench/sweep.py with --parallel 3 at the default batch on SmolLM2-135M, and
 # returns summary.md / summary.json / summary.png, the sweep's log and runs.tgz (every run's metrics, config,
-# log, curves; no checkpoints) in $OUT.
+# log, curves, samples; no weights) in $OUT.
 #
 # Arms (NAME=FLAGS, as bench/sweep.py --arm takes them):
 #   ARMS='main=;beta0=--kl-coef 0'     entries separated by ';' or newlines; NAME@0,1=FLAGS: that arm's own seeds
@@ -94,10 +94,17 @@ echo "sweep exit code $rc after $((SECONDS - t0)) s"
 # --- results back: at most 8 files of 16 MiB ------------------------------------------------------------------
 cp "$R"/summary.md "$R"/summary.json "$R"/summary.png "$OUT"/ 2>/dev/null
 [ -s "$R/smi.txt" ] && cp "$R/smi.txt" "$OUT"/
-(cd "$R" && tar czf "$OUT/runs.tgz" --exclude='checkpoint*' --exclude='summary*' --exclude='*.tmp' .)
-if [ "$(stat -c %s "$OUT/runs.tgz")" -gt $((15 * 1024 * 1024)) ]; then
-  (cd "$R" && tar czf "$OUT/runs.tgz" --exclude='checkpoint*' --exclude='summary*' --exclude='*.tmp' --exclude='samples.jsonl' .)
-fi
+# Named files only: each run folder also holds final/ (0.5 GB of weights) and checkpoint/ (1.6 GB), which cannot
+# come back and which, when they were packed too, kept gzip busy past the call's 600 s (2026-11-27).
+pack() {  # pack NAME...: those files of every run (ARM/seedN/NAME) into runs.tgz
+  local names=() n
+  for n in "$@"; do names+=(-o -name "$n"); done
+  (cd "$R" && find . -mindepth 3 -maxdepth 3 -type f \( "${names[@]:1}" \) -print0 | sort -z \
+     | tar czf "$OUT/runs.tgz" --null -T -)
+}
+small=(metrics.jsonl config.json train.log curves.png sweep_run.json)
+pack "${small[@]}" samples.jsonl
+[ "$(stat -c %s "$OUT/runs.tgz")" -gt $((15 * 1024 * 1024)) ] && pack "${small[@]}"
 ls -la "$OUT"
 [ -f "$R/summary.md" ] && sed -n '1,/^## Self-play/p' "$R/summary.md"
 echo "call2 done in $((SECONDS - t0)) s"
