@@ -6,7 +6,8 @@ and solver batches, and keeps running counts of program signatures and of output
 bonuses.
 Each entry remembers the iteration it was added at (0 for seeds and built-in tasks) and the solve
 rate p measured when it was proposed, for the curriculum: the buffer keeps its most recent
-*learnable* entries (0 < p < 1) as the "frontier", from which references can be drawn.
+*learnable* entries (0 < p < 1) as the "frontier", from which references can be drawn, at random or
+hardest (lowest p) first.
 All randomness comes from the caller's `random.Random`, so every rank draws the same samples.
 """
 
@@ -17,10 +18,14 @@ import re
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from .tasks.common import N_INDUCTION_INPUTS, TASK_KINDS, Rejected, Task, make_task
 from .tasks.program import Program, parse_program, random_program
+
+
+FrontierPick = Literal["random", "hardest"]  # how references are drawn from the frontier (TaskBuffer.references)
+UNKNOWN_RATE = 0.5  # the solve rate given to frontier entries of checkpoints that did not save it
 
 
 def _signature(task: Task) -> str:
@@ -62,8 +67,8 @@ class TaskBuffer:
         self._signatures: Counter[str] = Counter()
         self._operator_sets: Counter[str] = Counter()
         self._outputs: Counter[tuple[int, ...]] = Counter()
-        # the most recent learnable entries as (task, iteration added): references at the solver's edge
-        self._frontier: deque[tuple[Task, int]] = deque(maxlen=frontier_size)
+        # the most recent learnable entries as (task, iteration added, p): references at the solver's edge
+        self._frontier: deque[tuple[Task, int, float]] = deque(maxlen=frontier_size)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -87,7 +92,7 @@ class TaskBuffer:
             self._operator_sets[_operator_set(task)] += 1
             self._outputs[task.outputs] += 1
             if is_learnable(rate):
-                self._frontier.append((task, iteration))
+                self._frontier.append((task, iteration, float(rate)))
             if len(self._tasks) > self.capacity:
                 self._added.popleft()
                 self._forget(self._tasks.popleft())
@@ -110,24 +115,37 @@ class TaskBuffer:
         indices = rng.sample(range(len(self._tasks)), min(k, len(self._tasks)))
         return [self._tasks[i] for i in indices]
 
-    def references(self, k: int, rng: random.Random, frontier: float = 0.0) -> tuple[list[Task], list[int]]:
+    def references(
+        self, k: int, rng: random.Random, frontier: float = 0.0, pick: FrontierPick = "random"
+    ) -> tuple[list[Task], list[int]]:
         """K proposer references and the iteration each was added at. A share ``frontier`` of them
         (rounded; fewer if the frontier holds fewer) comes from the recent learnable tasks, the rest
         uniformly from the whole buffer (the paper: all uniform), without repeating a task; shuffled so
-        the frontier ones do not always sit next to the prompt's end."""
+        the frontier ones do not always sit next to the prompt's end.
+
+        ``pick`` says which frontier tasks: ``random`` (uniform) or ``hardest`` (lowest p first, ties in
+        random order), so that the proposer imitates the tasks its solver found hardest but could still
+        solve sometimes, rather than the easy bulk of the buffer."""
         picked: list[tuple[Task, int]] = []
         chosen: set[Task] = set()
 
-        def take(pool, want: int) -> None:  # up to `want` distinct new tasks; 2x draws skip most repeats
+        def take(pool, order: Iterable[int], want: int) -> None:  # up to `want` distinct new tasks, in `order`
             goal = len(picked) + want
-            for i in rng.sample(range(len(pool)), min(2 * want, len(pool))):
-                task, added = pool[i]
+            for i in order:
+                task, added = pool[i][0], pool[i][1]
                 if len(picked) < goal and task not in chosen:
                     picked.append((task, added))
                     chosen.add(task)
 
-        take(self._frontier, round(frontier * k))
-        take(_Entries(self), k - len(picked))
+        want = round(frontier * k)
+        if want and pick == "hardest":
+            keys = {i: (entry[2], rng.random()) for i, entry in enumerate(self._frontier)}
+            take(self._frontier, sorted(keys, key=keys.__getitem__), want)
+        elif want:  # 2x draws skip most repeats
+            take(self._frontier, rng.sample(range(len(self._frontier)), min(2 * want, len(self._frontier))), want)
+        rest = k - len(picked)
+        everything = _Entries(self)
+        take(everything, rng.sample(range(len(everything)), min(2 * rest, len(everything))), rest)
         rng.shuffle(picked)
         return [task for task, _ in picked], [added for _, added in picked]
 
@@ -168,13 +186,14 @@ class TaskBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         tasks = [task.to_dict() for task in self._tasks]
-        frontier = [[task.to_dict(), added] for task, added in self._frontier]
+        frontier = [[task.to_dict(), added, rate] for task, added, rate in self._frontier]
         return {"kind": self.kind, "capacity": self.capacity, "tasks": tasks, "added": list(self._added),
                 "frontier": frontier}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the tasks; this buffer's own capacity and frontier size (from the config) win over the
-        saved ones. Checkpoints from before the curriculum fields load with every entry at iteration 0."""
+        saved ones. Checkpoints from before the curriculum fields load with every entry at iteration 0, and
+        frontier entries saved without their solve rate get ``UNKNOWN_RATE``."""
         if state["kind"] != self.kind:
             raise ValueError(f"state of a {state['kind']} buffer cannot load into the {self.kind} buffer")
         self._tasks.clear()
@@ -187,7 +206,9 @@ class TaskBuffer:
         added = state.get("added", [0] * len(tasks))
         for task, iteration in zip(tasks, added):
             self.add([task], iteration=int(iteration))
-        self._frontier.extend((Task.from_dict(d), int(added)) for d, added in state.get("frontier", []))
+        for entry in state.get("frontier", []):
+            rate = float(entry[2]) if len(entry) > 2 else UNKNOWN_RATE
+            self._frontier.append((Task.from_dict(entry[0]), int(entry[1]), rate))
 
 
 # ---------------------------------------------------------------------------------------------

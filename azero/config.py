@@ -7,7 +7,8 @@ batch arithmetic), so a bad value fails at start, before the model loads, as one
 says what to do; ``train.py`` prints it and exits with status 2 (as argparse does for a bad flag).
 
 Allowed choices have one source: the ``Literal`` type next to the code that branches on them
-(``rl.kl.KLEstimator``, ``rl.loss.Aggregation``, ``rl.advantages.Grouping``, ``tasks.common.ProposerReward``);
+(``rl.kl.KLEstimator``, ``rl.loss.Aggregation``, ``rl.advantages.Grouping``, ``tasks.common.ProposerReward``,
+``buffers.FrontierPick``);
 the CLI's ``choices``, the file check and ``validate`` all read it from the field's type.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from azero.buffers import FrontierPick
 from azero.rl.advantages import Grouping
 from azero.rl.kl import KLEstimator
 from azero.rl.loss import Aggregation
@@ -89,6 +91,8 @@ class Config:
     # --- curriculum (azero/curriculum.py)
     reference_frontier: float = opt(0.0, "share of the K references drawn from recent learnable tasks (0 < p < 1); "
                                          "0 = uniform over the buffer (paper)", ge=0, le=1)
+    frontier_pick: FrontierPick = opt("random", "which frontier tasks --reference-frontier shows: random (uniform) or "
+                                                "hardest (lowest p first, ties at random)")
     frontier_size: int = opt(64, "recent learnable tasks kept per buffer as the frontier", ge=1)
     train_rollouts: TrainRollouts = opt("none", "also train the solver on the learnability rollouts: none (paper), "
                                                 "learnable (those of tasks with 0 < p < 1) or all")
@@ -336,6 +340,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
              f"--push-to-hub {cfg.push_to_hub!r} is not a repo id (pass USER/NAME or ORG/NAME)")
         need(get_token() is not None, "--push-to-hub needs a hub token: run `hf auth login` or set HF_TOKEN "
                                       "(or drop --push-to-hub: OUTPUT_DIR/final/ is written either way)")
+    need(cfg.frontier_pick == "random" or cfg.reference_frontier > 0,
+         f"--frontier-pick {cfg.frontier_pick} picks among the frontier references, and there are none with "
+         "--reference-frontier 0 (pass --reference-frontier 0.5, say)")
     need(not cfg.kl_in_reward or cfg.kl_coef > 0, "--kl-in-reward needs --kl-coef > 0 (it folds beta * k1 into the "
                                                   "reward; pass --kl-coef 0.1 or drop --kl-in-reward)")
 

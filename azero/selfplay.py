@@ -170,7 +170,8 @@ def build_proposals(ctx: Context, per_kind: int, kinds=TASK_KINDS) -> list[Propo
     out = []
     for kind in kinds:
         for _ in range(per_kind):
-            refs, added = ctx.buffers[kind].references(ctx.cfg.references, ctx.task_rng, ctx.cfg.reference_frontier)
+            refs, added = ctx.buffers[kind].references(ctx.cfg.references, ctx.task_rng, ctx.cfg.reference_frontier,
+                                                       ctx.cfg.frontier_pick)
             target = sample_program_task(ctx) if kind == "induction" else None
             out.append(Proposal(kind, TASKS[kind].proposer_prompt(refs, target), target, reference_added=added))
     return out

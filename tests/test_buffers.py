@@ -1,9 +1,10 @@
 import json
 import random
+from collections import Counter
 
 import pytest
 
-from azero.buffers import SEED_PROGRAMS, TaskBuffer, random_task, seed_tasks
+from azero.buffers import SEED_PROGRAMS, UNKNOWN_RATE, TaskBuffer, random_task, seed_tasks
 from azero.tasks import TASK_KINDS, TASKS, Task, parse_program
 from azero.tasks.common import make_task
 
@@ -171,6 +172,35 @@ def test_frontier_references_come_from_recent_learnable_tasks():
     assert buffer.references(4, random.Random(5), 0.5) == buffer.references(4, random.Random(5), 0.5)
 
 
+def test_hardest_frontier_references_are_the_lowest_solve_rates_first():
+    buffer = TaskBuffer("deduction", frontier_size=8)
+    buffer.add(numbered(50))
+    rates = {"b * 2": 0.75, "b * 3": 0.25, "b * 4": 0.5, "b * 5": 0.25, "b * 6": 0.75, "b * 7": 0.5}
+    buffer.add([task(p) for p in rates], iteration=3, solve_rates=list(rates.values()))
+    rng = random.Random(2)
+    shown = {"random": Counter(), "hardest": Counter()}
+    for _ in range(200):
+        refs, added = buffer.references(4, rng, frontier=0.5, pick="hardest")  # 2 of 4: the two at p = 0.25
+        assert {"b * 3", "b * 5"} <= {t.program for t in refs} and len(set(refs)) == 4
+        shown["hardest"].update(t.program for t in refs)
+        shown["random"].update(t.program for t in buffer.references(4, rng, frontier=0.5)[0])
+    easy = {pick: c["b * 2"] + c["b * 6"] for pick, c in shown.items()}  # the two at p = 0.75
+    assert easy["hardest"] < 40 < 100 < easy["random"]  # about 15 (uniform half only) against about 150
+    # 3 wanted: both p = 0.25, then one of the two at p = 0.5, each of them sometimes (ties in random order)
+    thirds = Counter()
+    for _ in range(200):
+        refs, _ = buffer.references(4, rng, frontier=0.75, pick="hardest")
+        progs = {t.program for t in refs}
+        assert {"b * 3", "b * 5"} <= progs and progs & {"b * 4", "b * 7"}
+        thirds.update(progs & {"b * 4", "b * 7"})
+    assert min(thirds["b * 4"], thirds["b * 7"]) > 50
+    # the frontier holds 6: asking for all 4 from it takes the 4 hardest, none at p = 0.75
+    refs, _ = buffer.references(4, rng, frontier=1.0, pick="hardest")
+    assert {t.program for t in refs} == {"b * 3", "b * 5", "b * 4", "b * 7"}
+    assert (buffer.references(4, random.Random(5), 0.5, "hardest")
+            == buffer.references(4, random.Random(5), 0.5, "hardest"))
+
+
 def test_curriculum_state_round_trips_and_old_states_load():
     buffer = TaskBuffer("deduction", frontier_size=4)
     buffer.add(numbered(3))
@@ -180,6 +210,10 @@ def test_curriculum_state_round_trips_and_old_states_load():
     restored.load_state_dict(state)
     assert restored.state_dict() == buffer.state_dict()
     assert restored.references(4, random.Random(0), 1.0) == buffer.references(4, random.Random(0), 1.0)
+    assert state["frontier"][0][2] == 0.5  # the solve rate is saved, for --frontier-pick hardest after a resume
+    no_rates = {**state, "frontier": [entry[:2] for entry in state["frontier"]]}  # saved before the rates were
+    restored.load_state_dict(no_rates)
+    assert restored.state_dict()["frontier"] == [[task("b * 2").to_dict(), 5, UNKNOWN_RATE]]
     old = {k: v for k, v in state.items() if k in ("kind", "capacity", "tasks")}  # before the curriculum fields
     legacy = TaskBuffer("deduction")
     legacy.load_state_dict(old)

@@ -92,6 +92,7 @@ def test_missing_config_file(tmp_path):
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--buffer-capacity", "10", "--seed-buffer-size", "20"], "--buffer-capacity 10 is below --seed-buffer-size"),
     (["--kl-in-reward", "--kl-coef", "0"], "--kl-in-reward needs --kl-coef > 0"),
+    (["--frontier-pick", "hardest"], "--frontier-pick hardest picks among the frontier references"),
     (["--model", ""], "--model is empty"),
 ])
 def test_out_of_range_values_are_refused(flags, message):
