@@ -4,9 +4,9 @@ A buffer is a FIFO of verified tasks (oldest dropped first once over capacity; t
 code keeps the first 16384 instead, which freezes a full buffer). It hands out proposer references
 and solver batches, and keeps running counts of program signatures and of output values for the novelty
 bonuses.
-Each entry remembers the iteration it was added at (0 for seeds and built-in tasks) and the solve
-rate p measured when it was proposed, for the curriculum: the buffer keeps its most recent
-*learnable* entries (0 < p < 1) as the "frontier", from which references can be drawn, at random or
+Each entry remembers the iteration it was added at (0 for seeds and built-in tasks), for the curriculum;
+the buffer also keeps its most recent *learnable* entries (0 < p < 1, p the solve rate measured when the
+task was proposed) with their p as the "frontier", from which references can be drawn, at random or
 hardest (lowest p) first.
 All randomness comes from the caller's `random.Random`, so every rank draws the same samples.
 """
@@ -151,6 +151,11 @@ class TaskBuffer:
 
     def frontier_size(self) -> int:
         return len(self._frontier)
+
+    def frontier_rates(self) -> dict[Task, float]:
+        """The solve rate p of each frontier task (the latest, if a task entered twice): the p of the
+        references shown, for the curriculum metrics."""
+        return {task: rate for task, _, rate in self._frontier}
 
     def solver_batch(self, new: Sequence[Task], size: int, rng: random.Random) -> list[Task]:
         """`size` solver tasks: this iteration's new tasks first (a random subset if there are more), the rest

@@ -63,10 +63,12 @@ def _bin(value: int, bins: tuple[str, ...]) -> str:
 
 
 def proposal_counters(kind: str, tasks: list[Task], solve_rates: list[float], reference_added: list[int],
-                      iteration: int, new_outputs: list[bool] | None = None) -> dict:
+                      iteration: int, new_outputs: list[bool] | None = None,
+                      reference_p: list[float] | None = None) -> dict:
     """Additive counters for one rank's proposals of one task type: ``tasks``/``solve_rates`` of the valid ones,
     ``reference_added`` the iteration each reference shown in this type's prompts was added at (0: a seed or
-    built-in task); ``new_outputs``: per valid task, whether its output was new to the buffer. Sum them over
+    built-in task); ``new_outputs``: per valid task, whether its output was new to the buffer; ``reference_p``:
+    the solve rate of each shown reference that was in the frontier (the others' p is not kept). Sum them over
     ranks, then ``finish``."""
     c: dict[str, float] = defaultdict(float)
     c[f"{kind}/new_output"] += sum(new_outputs or [])
@@ -89,6 +91,8 @@ def proposal_counters(kind: str, tasks: list[Task], solve_rates: list[float], re
     c[f"{kind}/n_refs"] += len(reference_added)
     c[f"{kind}/ref_age"] += sum(iteration - added for added in reference_added)
     c[f"{kind}/ref_seed"] += sum(added == 0 for added in reference_added)
+    c[f"{kind}/n_ref_p"] += len(reference_p or [])
+    c[f"{kind}/ref_p"] += sum(reference_p or [])
     return dict(c)
 
 
@@ -108,4 +112,6 @@ def finish(kind: str, c: dict[str, float]) -> dict[str, float]:
             out[f"curriculum/propose_{kind}/solve_rate_by_{axis}/{b}"] = mean(f"p_{axis}_{b}", c.get(f"{kind}/n_{axis}_{b}", 0.0))
     out[f"curriculum/propose_{kind}/reference_age"] = mean("ref_age", c.get(f"{kind}/n_refs", 0.0))
     out[f"curriculum/propose_{kind}/reference_seed_frac"] = mean("ref_seed", c.get(f"{kind}/n_refs", 0.0))
+    out[f"curriculum/propose_{kind}/reference_frontier_frac"] = mean("n_ref_p", c.get(f"{kind}/n_refs", 0.0))
+    out[f"curriculum/propose_{kind}/reference_p"] = mean("ref_p", c.get(f"{kind}/n_ref_p", 0.0))
     return out

@@ -77,6 +77,7 @@ class Proposal:
     reason: str = ""                              # rejection reason when task is None
     solve_rate: float | None = None               # learnability estimate p
     reference_added: list[int] = field(default_factory=list)  # iteration each shown reference was added at
+    reference_p: list[float] = field(default_factory=list)    # solve rate of each shown reference in the frontier
 
 
 @dataclass
@@ -169,11 +170,13 @@ def build_proposals(ctx: Context, per_kind: int, kinds=TASK_KINDS) -> list[Propo
     buffer; induction also gets a target program drawn uniformly from the deduction + abduction buffers."""
     out = []
     for kind in kinds:
+        rates = ctx.buffers[kind].frontier_rates()
         for _ in range(per_kind):
             refs, added = ctx.buffers[kind].references(ctx.cfg.references, ctx.task_rng, ctx.cfg.reference_frontier,
                                                        ctx.cfg.frontier_pick)
             target = sample_program_task(ctx) if kind == "induction" else None
-            out.append(Proposal(kind, TASKS[kind].proposer_prompt(refs, target), target, reference_added=added))
+            out.append(Proposal(kind, TASKS[kind].proposer_prompt(refs, target), target, reference_added=added,
+                                reference_p=[rates[t] for t in refs if t in rates]))
     return out
 
 
@@ -647,7 +650,8 @@ def curriculum_metrics(ctx: Context, proposals: list[Proposal], new_output: list
         valid = [(p, new) for p, new in mine if p.task is not None]
         counts = curriculum.proposal_counters(kind, [p.task for p, _ in valid], [p.solve_rate for p, _ in valid],
                                               [a for p, _ in mine for a in p.reference_added], iteration,
-                                              new_outputs=[new for _, new in valid])
+                                              new_outputs=[new for _, new in valid],
+                                              reference_p=[r for p, _ in mine for r in p.reference_p])
         for k, v in counts.items():
             c[k] += v
     c = all_reduce_dict(ctx.accelerator, c)

@@ -282,8 +282,10 @@ def panel_references(ax, rows):
         ax.plot(*series(rows, f"curriculum/propose_{kind}/reference_age"), "-", color=COLORS[kind], label=f"{kind}: age")
         ax.plot(*series(rows, f"curriculum/propose_{kind}/reference_seed_frac"), ":", color=COLORS[kind],
                 label=f"{kind}: share from seeding (0-1)")
+        ax.plot(*series(rows, f"curriculum/propose_{kind}/reference_p"), "--", color=COLORS[kind],
+                label=f"{kind}: p of the frontier ones (0-1)")
     ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_title("references shown: mean age in iterations, share from seeding")
+    ax.set_title("references shown: mean age in iterations, share from seeding, p")
 
 
 # The panels of curves.png, in order: a function (matplotlib Axes, metric rows) -> None that draws and titles

@@ -170,6 +170,7 @@ def test_frontier_references_come_from_recent_learnable_tasks():
     refs, added = buffer.references(4, rng, frontier=1.0)  # the frontier holds only 2: the rest is uniform
     assert len(refs) == 4 and {"b * 3", "b * 4"} <= {t.program for t in refs}
     assert buffer.references(4, random.Random(5), 0.5) == buffer.references(4, random.Random(5), 0.5)
+    assert buffer.frontier_rates() == {task("b * 3"): 0.75, task("b * 4"): 0.5}  # p of the frontier's tasks
 
 
 def test_hardest_frontier_references_are_the_lowest_solve_rates_first():

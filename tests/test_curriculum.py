@@ -22,7 +22,7 @@ def test_difficulty_by_hand():
 def test_counters_sum_over_ranks_and_finish_by_hand():
     tasks = [ded("a + b"), ded("a * b + 3"), ded("a * b * b + 1 - a", 10, 20)]
     rank0 = proposal_counters("deduction", tasks[:2], [1.0, 0.5], [0, 0, 4], iteration=6, new_outputs=[True, False])
-    rank1 = proposal_counters("deduction", tasks[2:], [0.0], [5], iteration=6)
+    rank1 = proposal_counters("deduction", tasks[2:], [0.0], [5], iteration=6, reference_p=[0.25, 0.75, 0.5])
     summed = {k: rank0.get(k, 0) + rank1.get(k, 0) for k in set(rank0) | set(rank1)}
     m = finish("deduction", summed)
     assert m["curriculum/propose_deduction/operators"] == (1 + 2 + 4) / 3
@@ -34,6 +34,8 @@ def test_counters_sum_over_ranks_and_finish_by_hand():
     assert m["curriculum/propose_deduction/solve_rate_by_digits/4+"] == 0.0  # 10 * 20 * 20 + 1 - 10 = 3991
     assert m["curriculum/propose_deduction/reference_age"] == (6 + 6 + 2 + 1) / 4
     assert m["curriculum/propose_deduction/reference_seed_frac"] == 0.5
+    assert m["curriculum/propose_deduction/reference_frontier_frac"] == 3 / 4
+    assert m["curriculum/propose_deduction/reference_p"] == 0.5
     assert m["curriculum/propose_deduction/new_output"] == 1 / 3
     # operator mix: a task counts once per distinct operator it uses ("a * b * b + 1 - a": mul, add, sub)
     share = {name: m[f"curriculum/propose_deduction/uses_{name}"] for name in ("add", "sub", "mul", "floordiv", "div", "mod")}
@@ -44,3 +46,4 @@ def test_nothing_valid_gives_nan_not_an_error():
     m = finish("abduction", proposal_counters("abduction", [], [], [], iteration=1))
     assert math.isnan(m["curriculum/propose_abduction/uses_mul"])
     assert math.isnan(m["curriculum/propose_abduction/operators"]) and math.isnan(m["curriculum/propose_abduction/reference_age"])
+    assert math.isnan(m["curriculum/propose_abduction/reference_p"])
