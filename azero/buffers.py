@@ -139,8 +139,8 @@ class TaskBuffer:
 
         want = round(frontier * k)
         if want and pick == "hardest":
-            keys = {i: (entry[2], rng.random()) for i, entry in enumerate(self._frontier)}
-            take(self._frontier, sorted(keys, key=keys.__getitem__), want)
+            order = sorted(range(len(self._frontier)), key=lambda i: (self._frontier[i][2], rng.random()))
+            take(self._frontier, order, want)
         elif want:  # 2x draws skip most repeats
             take(self._frontier, rng.sample(range(len(self._frontier)), min(2 * want, len(self._frontier))), want)
         rest = k - len(picked)

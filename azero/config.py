@@ -92,7 +92,7 @@ class Config:
     reference_frontier: float = opt(0.0, "share of the K references drawn from recent learnable tasks (0 < p < 1); "
                                          "0 = uniform over the buffer (paper)", ge=0, le=1)
     frontier_pick: FrontierPick = opt("random", "which frontier tasks --reference-frontier shows: random (uniform) or "
-                                                "hardest (lowest p first, ties at random)")
+                                                "hardest (lowest p first, ties in random order)")
     frontier_size: int = opt(64, "recent learnable tasks kept per buffer as the frontier", ge=1)
     train_rollouts: TrainRollouts = opt("none", "also train the solver on the learnability rollouts: none (paper), "
                                                 "learnable (those of tasks with 0 < p < 1) or all")

@@ -181,7 +181,7 @@ def test_hardest_frontier_references_are_the_lowest_solve_rates_first():
     rng = random.Random(2)
     shown = {"random": Counter(), "hardest": Counter()}
     for _ in range(200):
-        refs, added = buffer.references(4, rng, frontier=0.5, pick="hardest")  # 2 of 4: the two at p = 0.25
+        refs, _ = buffer.references(4, rng, frontier=0.5, pick="hardest")  # 2 of 4: the two at p = 0.25
         assert {"b * 3", "b * 5"} <= {t.program for t in refs} and len(set(refs)) == 4
         shown["hardest"].update(t.program for t in refs)
         shown["random"].update(t.program for t in buffer.references(4, rng, frontier=0.5)[0])
@@ -205,13 +205,13 @@ def test_hardest_frontier_references_are_the_lowest_solve_rates_first():
 def test_curriculum_state_round_trips_and_old_states_load():
     buffer = TaskBuffer("deduction", frontier_size=4)
     buffer.add(numbered(3))
-    buffer.add([task("b * 2")], iteration=5, solve_rates=[0.5])
+    buffer.add([task("b * 2")], iteration=5, solve_rates=[0.25])
     state = json.loads(json.dumps(buffer.state_dict()))
     restored = TaskBuffer("deduction", frontier_size=4)
     restored.load_state_dict(state)
     assert restored.state_dict() == buffer.state_dict()
     assert restored.references(4, random.Random(0), 1.0) == buffer.references(4, random.Random(0), 1.0)
-    assert state["frontier"][0][2] == 0.5  # the solve rate is saved, for --frontier-pick hardest after a resume
+    assert state["frontier"][0][2] == 0.25 != UNKNOWN_RATE  # saved and restored (for a resume)
     no_rates = {**state, "frontier": [entry[:2] for entry in state["frontier"]]}  # saved before the rates were
     restored.load_state_dict(no_rates)
     assert restored.state_dict()["frontier"] == [[task("b * 2").to_dict(), 5, UNKNOWN_RATE]]
