@@ -20,11 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
-from .tasks.common import N_INDUCTION_INPUTS, TASK_KINDS, Rejected, Task, make_task
+from .tasks.common import INPUT_RANGE, N_INDUCTION_INPUTS, TASK_KINDS, Rejected, Task, make_task
 from .tasks.program import Program, parse_program, random_program
 
 
 FrontierPick = Literal["random", "hardest"]  # how references are drawn from the frontier (TaskBuffer.references)
+SeedInputs = Literal["small", "wide"]  # the inputs of built-in tasks (seed_tasks, random_task)
 UNKNOWN_RATE = 0.5  # the solve rate given to frontier entries of checkpoints that did not save it
 
 
@@ -229,14 +230,25 @@ SEED_MESSAGES = {
     "a // 2 + b": "half of a, rounded down, plus b",
 }
 SMALL_INPUTS = (-10, 10)  # inputs of built-in tasks: small numbers make easy first tasks
+# --seed-inputs wide: 1, 2 or 3 digits with equal chance, either sign. Those are all of INPUT_RANGE but its two
+# end points (+-1000), so no digit count is favoured; uniform over the range would make 90% of inputs 3 digits.
+WIDE_DIGITS = len(str(INPUT_RANGE[1])) - 1
 
 
-def _small_inputs(rng: random.Random, n: int) -> list[tuple[int, int]]:
-    """n distinct random small inputs."""
-    inputs: dict[tuple[int, int], None] = {}
-    while len(inputs) < n:
-        inputs[(rng.randint(*SMALL_INPUTS), rng.randint(*SMALL_INPUTS))] = None
-    return list(inputs)
+def _input_value(rng: random.Random, inputs: SeedInputs) -> int:
+    if inputs == "small":
+        return rng.randint(*SMALL_INPUTS)
+    digits = rng.randint(1, WIDE_DIGITS)
+    magnitude = rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+    return -magnitude if rng.random() < 0.5 else magnitude
+
+
+def _random_inputs(rng: random.Random, n: int, inputs: SeedInputs) -> list[tuple[int, int]]:
+    """n distinct random inputs (small: -10..10; wide: see WIDE_DIGITS)."""
+    drawn: dict[tuple[int, int], None] = {}
+    while len(drawn) < n:
+        drawn[(_input_value(rng, inputs), _input_value(rng, inputs))] = None
+    return list(drawn)
 
 
 def _random_message(program: Program) -> str:
@@ -249,32 +261,32 @@ def _n_inputs(kind: str) -> int:
 
 
 def _task_on_random_inputs(
-    kind: str, program: Program, message: str, rng: random.Random, tries: int
+    kind: str, program: Program, message: str, rng: random.Random, tries: int, inputs: SeedInputs
 ) -> Task | None:
     for _ in range(tries):
         try:
-            return make_task(kind, program, _small_inputs(rng, _n_inputs(kind)), message)
+            return make_task(kind, program, _random_inputs(rng, _n_inputs(kind), inputs), message)
         except Rejected:  # e.g. division by zero at one of the inputs: draw others
             continue
     return None
 
 
-def seed_tasks(kind: str, rng: random.Random) -> list[Task]:
-    """One task per seed program, on small random inputs (with a message for induction)."""
+def seed_tasks(kind: str, rng: random.Random, inputs: SeedInputs = "small") -> list[Task]:
+    """One task per seed program, on random inputs (with a message for induction)."""
     tasks = []
     for text in SEED_PROGRAMS:
         message = SEED_MESSAGES[text] if kind == "induction" else ""
-        task = _task_on_random_inputs(kind, parse_program(text), message, rng, tries=1)
+        task = _task_on_random_inputs(kind, parse_program(text), message, rng, tries=1, inputs=inputs)
         assert task is not None, "seed programs run on every input"
         tasks.append(task)
     return tasks
 
 
-def random_task(kind: str, rng: random.Random) -> Task:
+def random_task(kind: str, rng: random.Random, inputs: SeedInputs = "small") -> Task:
     """A valid built-in task on a random program: fills buffers the model could not fill."""
     while True:
         program = random_program(rng)
         message = _random_message(program) if kind == "induction" else ""
-        task = _task_on_random_inputs(kind, program, message, rng, tries=20)
+        task = _task_on_random_inputs(kind, program, message, rng, tries=20, inputs=inputs)
         if task is not None:
             return task

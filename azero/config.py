@@ -8,7 +8,7 @@ says what to do; ``train.py`` prints it and exits with status 2 (as argparse doe
 
 Allowed choices have one source: the ``Literal`` type next to the code that branches on them
 (``rl.kl.KLEstimator``, ``rl.loss.Aggregation``, ``rl.advantages.Grouping``, ``tasks.common.ProposerReward``,
-``buffers.FrontierPick``);
+``buffers.FrontierPick``, ``buffers.SeedInputs``);
 the CLI's ``choices``, the file check and ``validate`` all read it from the field's type.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from azero.buffers import FrontierPick
+from azero.buffers import FrontierPick, SeedInputs
 from azero.rl.advantages import Grouping
 from azero.rl.kl import KLEstimator
 from azero.rl.loss import Aggregation
@@ -76,6 +76,8 @@ class Config:
     seed_buffer_size: int = opt(256, "seeding fills each buffer to this many tasks", ge=1)
     seed_batch_size: int = opt(64, "proposals per task type per seeding round", ge=1)
     seed_rounds: int = opt(8, "model-proposal rounds before topping up with random programs", ge=0)
+    seed_inputs: SeedInputs = opt("small", "inputs of the built-in tasks (the seed triplets and random top-ups): "
+                                           "small (-10..10) or wide (1, 2 or 3 digits equally often, either sign)")
     # --- rewards
     proposer_reward: ProposerReward = opt("learnability", "learnability (1 - p) or validity (+1 for any valid task; "
                                                           "ablation)")

@@ -189,7 +189,7 @@ def sample_program_task(ctx: Context) -> Task:
         task = pick.sample(1, ctx.task_rng)[0]
         if parse_program(task.program).variables:
             return task
-    return random_task("deduction", ctx.task_rng)
+    return random_task("deduction", ctx.task_rng, ctx.cfg.seed_inputs)
 
 
 def propose(ctx: Context, per_kind: int, kinds=TASK_KINDS) -> tuple[list[Proposal], Rollout]:
@@ -527,7 +527,7 @@ def seed_buffers(ctx: Context, log=print) -> dict:
     with built-in random programs, and the log says how many."""
     cfg = ctx.cfg
     for kind in TASK_KINDS:
-        ctx.buffers[kind].add(seed_tasks(kind, ctx.task_rng))
+        ctx.buffers[kind].add(seed_tasks(kind, ctx.task_rng, cfg.seed_inputs))
     stats = Counter()
     for _ in range(cfg.seed_rounds):
         todo = [k for k in TASK_KINDS if len(ctx.buffers[k]) < cfg.seed_buffer_size]
@@ -543,7 +543,7 @@ def seed_buffers(ctx: Context, log=print) -> dict:
     for kind in TASK_KINDS:
         missing = cfg.seed_buffer_size - len(ctx.buffers[kind])
         if missing > 0:
-            ctx.buffers[kind].add(random_task(kind, ctx.task_rng) for _ in range(missing))
+            ctx.buffers[kind].add(random_task(kind, ctx.task_rng, cfg.seed_inputs) for _ in range(missing))
             stats[f"seed/{kind}/random_fill"] = missing
             log(f"seeding: the model proposed {stats[f'seed/{kind}/proposed']} valid {kind} tasks; "
                 f"filled {missing} with built-in random programs")

@@ -127,10 +127,11 @@ def test_seed_programs_are_canonical():
     assert all(parse_program(text).text == text for text in SEED_PROGRAMS)
 
 
+@pytest.mark.parametrize("inputs", ["small", "wide"])
 @pytest.mark.parametrize("kind", TASK_KINDS)
-def test_seed_and_random_tasks_are_valid(kind):
+def test_seed_and_random_tasks_are_valid(kind, inputs):
     rng = random.Random(0)
-    tasks = seed_tasks(kind, rng) + [random_task(kind, rng) for _ in range(100)]
+    tasks = seed_tasks(kind, rng, inputs) + [random_task(kind, rng, inputs) for _ in range(100)]
     assert [t.program for t in tasks[: len(SEED_PROGRAMS)]] == list(SEED_PROGRAMS)
     for t in tasks:
         assert t.kind == kind
@@ -140,7 +141,18 @@ def test_seed_and_random_tasks_are_valid(kind):
         assert TASKS[kind].solver_prompt(t)
     if kind == "induction":
         assert all(t.message for t in tasks)
-    assert random_task(kind, random.Random(5)) == random_task(kind, random.Random(5))
+    assert random_task(kind, random.Random(5), inputs) == random_task(kind, random.Random(5), inputs)
+
+
+def test_wide_inputs_give_each_digit_count_and_sign_an_equal_share():
+    rng = random.Random(0)
+    values = [x for _ in range(1000) for t in seed_tasks("deduction", rng, "wide") for x in t.inputs[0]]
+    digits = Counter(len(str(abs(x))) for x in values)
+    assert set(digits) == {1, 2, 3}
+    assert all(abs(digits[d] / len(values) - 1 / 3) < 0.02 for d in (1, 2, 3))  # 12000 draws: SD 0.004
+    assert abs(sum(x < 0 for x in values) / len(values) - 0.5 * (1 - 1 / 30)) < 0.02  # 0 is a tenth of 1 digit
+    small = [x for _ in range(100) for t in seed_tasks("deduction", rng) for x in t.inputs[0]]
+    assert min(small) == -10 and max(small) == 10 and min(values) >= -999 and max(values) <= 999
 
 
 def test_references_uniform_by_default_and_report_when_each_was_added():

@@ -15,7 +15,7 @@ from azero.buffers import TaskBuffer
 from azero.config import PRESETS, Config
 from azero.models import frozen_copy, load_policy, tiny_tokenizer
 from azero.selfplay import (ROLES, Context, Proposal, count_outcomes, group_name, novelty_bonus, outcome_metrics,
-                            proposer_reward, seen_counts, trr_metrics, update)
+                            proposer_reward, seed_buffers, seen_counts, trr_metrics, update)
 from azero.tasks import TASK_KINDS, Verdict, make_task, parse_program
 from azero.trainer import make_optimizer
 
@@ -324,3 +324,16 @@ def test_proposer_reward(solve_rate, valid, novel, mode, expected):
     task = make_task("deduction", parse_program("a + b"), [(1, 2)]) if valid else None
     p = Proposal("deduction", "", task=task, solve_rate=solve_rate)
     assert proposer_reward(cfg, p, 0 if novel else 2) == pytest.approx(expected)  # skeleton seen 0 times: novel
+
+
+@pytest.mark.parametrize("inputs", ["small", "wide"])
+def test_seeding_draws_the_built_in_tasks_on_the_configured_inputs(inputs):
+    ctx = make_ctx(seed_rounds=0, seed_buffer_size=30, seed_inputs=inputs)  # no model rounds: all built in
+    stats = seed_buffers(ctx, log=lambda line: None)
+    values = [x for kind in TASK_KINDS for t in ctx.buffers[kind] for pair in t.inputs for x in pair]
+    assert all(stats[f"seed/{kind}/size"] == 30 for kind in TASK_KINDS)
+    largest = max(abs(x) for x in values)
+    if inputs == "small":
+        assert largest <= 10
+    else:  # 1-3 digits equally often: of 90 tasks' inputs, many have 3 digits
+        assert 100 <= largest <= 999 and sum(abs(x) >= 100 for x in values) > len(values) / 5
