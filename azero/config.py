@@ -127,6 +127,8 @@ class Config:
     max_nonfinite_steps: int = opt(3, "consecutive skipped (non-finite) steps before the run stops", ge=1)
     # --- sampling
     temperature: float = opt(0.7, "every role (paper 1.0); log-probs use logits / temperature", gt=0)
+    learnability_temperature: float = opt(0.0, "temperature of the n learnability rollouts, which only measure p "
+                                               "(lower: p follows the near-greedy answer); 0 = --temperature", ge=0)
     top_p: float = opt(1.0, "nucleus sampling (1.0 keeps the sampling distribution exact)", gt=0, le=1)
     propose_max_tokens: int = opt(64, "max new tokens of a proposal", ge=1)
     solve_max_tokens: int = opt(24, "max new tokens of a solver answer (one line)", ge=1)
@@ -342,6 +344,10 @@ def validate(cfg: Config, world_size: int = 1) -> None:
              f"--push-to-hub {cfg.push_to_hub!r} is not a repo id (pass USER/NAME or ORG/NAME)")
         need(get_token() is not None, "--push-to-hub needs a hub token: run `hf auth login` or set HF_TOKEN "
                                       "(or drop --push-to-hub: OUTPUT_DIR/final/ is written either way)")
+    need(cfg.train_rollouts == "none" or cfg.learnability_temperature in (0, cfg.temperature),
+         f"--train-rollouts {cfg.train_rollouts} trains on the learnability rollouts, whose log-probs are taken at "
+         f"--temperature {cfg.temperature}; sampling them at --learnability-temperature "
+         f"{cfg.learnability_temperature} would make that update off-policy: use one temperature")
     need(cfg.frontier_pick == "random" or cfg.reference_frontier > 0,
          f"--frontier-pick {cfg.frontier_pick} picks among the frontier references, and there are none with "
          "--reference-frontier 0 (pass --reference-frontier 0.5, say)")

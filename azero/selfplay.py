@@ -227,7 +227,9 @@ def estimate_learnability(ctx: Context, proposals: list[Proposal]) -> Learnabili
         if ctx.cfg.synced_gpus:  # sharded weights: every rank must still step through one generate call
             sample(ctx, ["Calculate: 0 + 0 = "], ctx.cfg.solve_max_tokens, stop=["\n"])
         return Learnability(None, [], [])
-    rollout = sample(ctx, prompts, ctx.cfg.solve_max_tokens, stop=union(TASKS[k].SOLVE_STOP for k in TASK_KINDS), n=n)
+    # --learnability-temperature: these rollouts only measure p (unless trained, and then validate keeps it equal)
+    rollout = sample(ctx, prompts, ctx.cfg.solve_max_tokens, stop=union(TASKS[k].SOLVE_STOP for k in TASK_KINDS), n=n,
+                     temperature=ctx.cfg.learnability_temperature or ctx.cfg.temperature)
     verdicts = [TASKS[valid[i // n].kind].judge(valid[i // n].task, text) for i, text in enumerate(rollout.texts)]
     for i, p in enumerate(valid):
         p.solve_rate = sum(v is Verdict.CORRECT for v in verdicts[i * n:(i + 1) * n]) / n
@@ -565,10 +567,12 @@ def dedupe(buffer: TaskBuffer, tasks: list[Task]) -> list[Task]:
 # helpers
 
 
-def sample(ctx: Context, prompts: list[str], max_new_tokens: int, stop: list[str], n: int = 1) -> Rollout:
+def sample(ctx: Context, prompts: list[str], max_new_tokens: int, stop: list[str], n: int = 1,
+           temperature: float | None = None) -> Rollout:
     # sharded engines: full weights gathered for the call (engine.generation_model), unless --synced-gpus
+    temperature = ctx.cfg.temperature if temperature is None else temperature
     with ctx.accelerator.autocast(), generation_model(ctx.accelerator, ctx.model, gather=not ctx.cfg.synced_gpus) as m:
-        return ctx.engine.generate(m, prompts, max_new_tokens=max_new_tokens, temperature=ctx.cfg.temperature,
+        return ctx.engine.generate(m, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                                    top_p=ctx.cfg.top_p, n=n, stop=stop)
 
 

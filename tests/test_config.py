@@ -93,6 +93,8 @@ def test_missing_config_file(tmp_path):
     (["--buffer-capacity", "10", "--seed-buffer-size", "20"], "--buffer-capacity 10 is below --seed-buffer-size"),
     (["--kl-in-reward", "--kl-coef", "0"], "--kl-in-reward needs --kl-coef > 0"),
     (["--frontier-pick", "hardest"], "--frontier-pick hardest picks among the frontier references"),
+    (["--train-rollouts", "learnable", "--learnability-temperature", "0.3"], "would make that update off-policy"),
+    (["--learnability-temperature", "-0.1"], "--learnability-temperature must be >= 0"),
     (["--model", ""], "--model is empty"),
 ])
 def test_out_of_range_values_are_refused(flags, message):
@@ -104,6 +106,9 @@ def test_boundary_values_are_accepted():
     cfg, _ = parse_config(["--preset", "tiny", "--top-p", "1", "--kl-coef", "0", "--checkpoint-every", "0",
                            "--time-limit-minutes", "0", "--max-nonfinite-steps", "1", "--iterations", "0"])
     assert cfg.top_p == 1.0 and cfg.kl_coef == 0.0
+    for same in ("0", "0.7"):  # 0 means --temperature; trained learnability rollouts need one temperature
+        cfg, _ = parse_config(["--preset", "tiny", "--train-rollouts", "learnable", "--learnability-temperature", same])
+        assert cfg.learnability_temperature == float(same)
 
 
 def test_values_set_in_code_are_checked_too():

@@ -337,3 +337,18 @@ def test_seeding_draws_the_built_in_tasks_on_the_configured_inputs(inputs):
         assert largest <= 10
     else:  # 1-3 digits equally often: of 90 tasks' inputs, many have 3 digits
         assert 100 <= largest <= 999 and sum(abs(x) >= 100 for x in values) > len(values) / 5
+
+
+def test_learnability_rollouts_use_their_own_temperature():
+    """Near-greedy learnability rollouts repeat one answer per task (p is 0 or 1); at --temperature they differ."""
+    tasks = [make_task("deduction", parse_program(f"a + {k}"), [(k, 1)]) for k in range(6)]
+
+    def texts(**overrides):
+        ctx = make_ctx(learnability_rollouts=4, **overrides)
+        proposals = [Proposal("deduction", "", task=t) for t in tasks]
+        learn = selfplay.estimate_learnability(ctx, proposals)
+        assert all(p.solve_rate in (0.0, 0.25, 0.5, 0.75, 1.0) for p in proposals)
+        return [learn.rollout.texts[i * 4:(i + 1) * 4] for i in range(len(tasks))]
+
+    assert all(len(set(group)) == 1 for group in texts(temperature=1.0, learnability_temperature=1e-4))
+    assert any(len(set(group)) > 1 for group in texts(temperature=1.0))

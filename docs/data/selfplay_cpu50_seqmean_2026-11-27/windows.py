@@ -43,7 +43,8 @@ for path in sys.argv[1:]:
               f"solve acc ded/abd/ind {mean(r.get('tasks/solve_deduction/accuracy') for r in w):.2f}/"
               f"{mean(r.get('tasks/solve_abduction/accuracy') for r in w):.2f}/"
               f"{mean(r.get('tasks/solve_induction/accuracy') for r in w):.2f}, "
-              f"deduction result digits {mean(r.get('curriculum/propose_deduction/result_digits') for r in w):.2f}, "
+              f"deduction operand digits {mean(r.get('curriculum/propose_deduction/operand_digits') for r in w):.2f}, "
+              f"result digits {mean(r.get('curriculum/propose_deduction/result_digits') for r in w):.2f}, "
               f"operators {mean(r.get('curriculum/propose_deduction/operators') for r in w):.2f}, "
               f"valid {mean(r.get('tasks/propose/valid_rate') for r in w):.2f}, "
               f"s/it {mean(r.get('time/iteration') for r in w):.1f}")
