@@ -90,6 +90,8 @@ class Config:
     output_novelty_coef: float = opt(0.0, "bonus for a learnable proposal (0 < p < 1) whose output is new to its buffer")
     output_novelty: Novelty = opt("new", "that bonus: new (all of it for an output not yet in the buffer, else "
                                                "none) or count (coef / sqrt(1 + times the output is already there))")
+    output_digits_coef: float = opt(0.0, "bonus for a learnable proposal by the digits d of its largest |output|: "
+                                         "coef * (1 - 1/d), i.e. 0 for one digit, coef/2 for two, 2coef/3 for three")
     # --- curriculum (azero/curriculum.py)
     reference_frontier: float = opt(0.0, "share of the K references drawn from recent learnable tasks (0 < p < 1); "
                                          "0 = uniform over the buffer (paper)", ge=0, le=1)

@@ -283,7 +283,12 @@ def proposer_reward(cfg: Config, p: Proposal, structure_seen: int | None = None,
     varied tasks the solver can sometimes do, against the drift to `a + a + a` at a = 1. The structure bonus in
     'count' mode is learnable-only for the same reason (it never reaches zero, so it would otherwise pay a stream
     of rare unsolvable structures); in 'new' mode it keeps its original meaning: any valid proposal whose structure
-    is unseen."""
+    is unseen.
+
+    ``output_digits_coef`` pays a learnable task by its answer's size, ``coef * (1 - 1/d)`` for d digits in its
+    largest |output|: a generic pull toward longer numbers, since carries over more digits are what make arithmetic
+    hard for a language model. Learnable-only, so it pays nothing for a number the solver never gets right, and it
+    saturates (below coef), so a 20-digit product earns little more than a 3-digit sum."""
     if p.task is None:
         return INVALID_PROPOSAL_REWARD
     learnable = p.solve_rate is not None and 0.0 < p.solve_rate < 1.0
@@ -293,7 +298,13 @@ def proposer_reward(cfg: Config, p: Proposal, structure_seen: int | None = None,
         r = 1.0 - p.solve_rate if learnable else cfg.proposer_extreme_reward
     structure = novelty_bonus(cfg.diversity, structure_seen) if learnable or cfg.diversity == "new" else 0.0
     output = novelty_bonus(cfg.output_novelty, output_seen) if learnable else 0.0
-    return r + cfg.diversity_coef * structure + cfg.output_novelty_coef * output
+    digits = output_digits_bonus(p.task) if learnable else 0.0
+    return r + cfg.diversity_coef * structure + cfg.output_novelty_coef * output + cfg.output_digits_coef * digits
+
+
+def output_digits_bonus(task: Task) -> float:
+    """1 - 1/d for d digits in the task's largest |output| (the curriculum's result digits): 0, 1/2, 2/3, ... to 1."""
+    return 1.0 - 1.0 / curriculum.difficulty(task).result_digits
 
 
 def novelty_bonus(mode: str, seen: int | None) -> float:

@@ -15,8 +15,9 @@ from azero.buffers import TaskBuffer
 from azero.config import PRESETS, Config
 from azero.models import frozen_copy, load_policy, tiny_tokenizer
 from azero.selfplay import (ROLES, Context, Proposal, count_outcomes, group_name, novelty_bonus, outcome_metrics,
-                            proposer_reward, seed_buffers, seen_counts, trr_metrics, update)
+                            output_digits_bonus, proposer_reward, seed_buffers, seen_counts, trr_metrics, update)
 from azero.tasks import TASK_KINDS, Verdict, make_task, parse_program
+from azero.tasks.common import N_INDUCTION_INPUTS
 from azero.trainer import make_optimizer
 
 NAN = float("nan")
@@ -267,6 +268,28 @@ def test_count_output_novelty_decays_with_the_square_root_of_repeats(solve_rate,
     cfg = Config(output_novelty_coef=0.4, output_novelty="count")
     p = Proposal("deduction", "", task=make_task("deduction", parse_program("a * b"), [(12, 34)]), solve_rate=solve_rate)
     assert proposer_reward(cfg, p, 5, output_seen) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("program, inputs, solve_rate, expected", [
+    ("a + b", [(1, 2)], 0.75, 0.25),               # output 3: one digit, no bonus
+    ("a + b", [(40, 2)], 0.75, 0.25 + 0.6 / 2),     # 42: two digits, coef / 2
+    ("a - b", [(2, 900)], 0.5, 0.5 + 0.6 * 2 / 3),  # -898: three digits (the sign does not count)
+    ("a * b", [(100, 100)], 0.5, 0.5 + 0.6 * 4 / 5),  # 10000: five digits
+    ("a * b", [(100, 100)], 1.0, 0.0),             # p = 1 (or 0): nothing, however long the output
+    ("a * b", [(100, 100)], 0.0, 0.0),
+])
+def test_output_digits_bonus_by_hand(program, inputs, solve_rate, expected):
+    cfg = Config(output_digits_coef=0.6)
+    p = Proposal("deduction", "", task=make_task("deduction", parse_program(program), inputs), solve_rate=solve_rate)
+    assert proposer_reward(cfg, p, 5, 5) == pytest.approx(expected)
+    assert proposer_reward(Config(), p, 5, 5) == pytest.approx(expected if solve_rate in (0.0, 1.0) else 1 - solve_rate)
+
+
+def test_output_digits_bonus_takes_the_largest_output_of_an_induction_task():
+    inputs = [(1, 2), (30, 40), (-5, 5)] + [(1, i) for i in range(3, N_INDUCTION_INPUTS)]
+    task = make_task("induction", parse_program("a * b"), inputs)  # outputs 2, 1200, -25, 3, 4, ...
+    assert task.outputs[:3] == (2, 1200, -25)
+    assert output_digits_bonus(task) == pytest.approx(1 - 1 / 4)
 
 
 @pytest.mark.parametrize("mode, solve_rate, skeleton_seen, expected", [
