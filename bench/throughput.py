@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import datetime
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -90,6 +91,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ----------------------------------------------------------------------------------------------------
 # shared by both workers: prompts, timers, memory, dtype probe
+
+
+def call_update(update, ctx, seqs, rewards, task_idx, prompt_index, grouping: str) -> dict:
+    """One ``selfplay.update`` call with the bench's baseline groups: one per prompt (GRPO, ``grouping="prompt"``)
+    or our per-(task, role) groups. Checkouts from before 2026-11-26 21:20 (``ours@DIR``) have no ``groups``
+    argument; there, as the bench did then, the prompt index goes in as the task index, which gives one group per
+    prompt through their own group ids (2 * task + role)."""
+    import torch
+
+    role_idx = torch.ones(len(seqs), dtype=torch.long)  # every sequence is a solver answer
+    if "groups" in inspect.signature(update).parameters:
+        return update(ctx, seqs, rewards, task_idx, role_idx, prompt_index if grouping == "prompt" else None)
+    return update(ctx, seqs, rewards, prompt_index if grouping == "prompt" else task_idx, role_idx)
 
 
 def build_tasks(args) -> list:
@@ -356,9 +370,7 @@ def run_ours(args, label: str = "ours", engine: str = "hf") -> None:
         rewards = torch.tensor(rewards, dtype=torch.float32)
         seqs = unpad(rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
         task_idx = torch.tensor([selfplay.TASK_KINDS.index(batch[i].kind) for i in rollout.prompt_index.tolist()])
-        role_idx = torch.ones(len(seqs), dtype=torch.long)
-        groups = rollout.prompt_index.cpu() if args.grouping == "prompt" else None  # one baseline per prompt (GRPO)
-        metrics = selfplay.update(ctx, seqs, rewards, task_idx, role_idx, groups)
+        metrics = call_update(selfplay.update, ctx, seqs, rewards, task_idx, rollout.prompt_index.cpu(), args.grouping)
         total = time.perf_counter() - t0
         phases = timers.take()
         phases["other"] = total - sum(phases.values())

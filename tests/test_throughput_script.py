@@ -28,3 +28,37 @@ def test_small_bench_of_our_trainer(tmp_path):
     for step in runs[0]["steps"]:
         assert step["sequences"] == 8 and step["generated_tokens"] == 8 * 4  # 4 prompts x 2, exactly 4 tokens each
         assert step["total"] > 0
+
+
+def _load_bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("throughput_bench", ROOT / "bench" / "throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("grouping", ["prompt", "task_role"])
+def test_call_update_passes_groups_to_todays_update_and_prompt_ids_to_old_ones(grouping):
+    """ours@DIR runs checkouts whose update() predates the groups argument (a TypeError stopped the A/B of
+    RESULTS 22): there the prompt index stands in for the task index, as the bench did before."""
+    import torch
+
+    bench = _load_bench()
+    task_idx, prompt_index, seqs = torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 1, 1]), [[1], [2], [3], [4]]
+    seen = {}
+
+    def today(ctx, seqs, rewards, task_idx, role_idx, groups):
+        seen["today"] = (task_idx.tolist(), role_idx.tolist(), None if groups is None else groups.tolist())
+        return {}
+
+    def old(ctx, seqs, rewards, task_idx, role_idx):
+        seen["old"] = (task_idx.tolist(), role_idx.tolist())
+        return {}
+
+    bench.call_update(today, None, seqs, None, task_idx, prompt_index, grouping)
+    bench.call_update(old, None, seqs, None, task_idx, prompt_index, grouping)
+    per_prompt = grouping == "prompt"
+    assert seen["today"] == ([0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 1, 1] if per_prompt else None)
+    assert seen["old"] == ([0, 0, 1, 1] if per_prompt else [0, 0, 0, 0], [1, 1, 1, 1])
