@@ -1,20 +1,11 @@
 """bench/compare.py: arm means over seeds, per tier, and bootstrap intervals, on hand-written verdicts."""
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("compare_script", ROOT / "bench" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers.bench import load_bench
 
 
 def write_items(path: Path, verdicts: dict[str, list[int]], tiers: list[str]) -> None:
@@ -32,7 +23,7 @@ TIERS = ["easy", "easy", "hard", "hard"]
 
 
 def test_means_per_tier_and_exact_intervals_at_the_extremes(tmp_path, capsys):
-    compare = load_script()
+    compare = load_bench("compare")
     # arm a: seeds [1,1,0,0] and [1,0,1,0] -> overall 4/8, easy 3/4, hard 1/4; base all wrong; same: two copies
     write_items(tmp_path / "a.jsonl.gz", {"a0": [1, 1, 0, 0], "a1": [1, 0, 1, 0]}, TIERS)
     write_items(tmp_path / "b.jsonl", {"base": [0, 0, 0, 0], "c0": [1, 1, 0, 0], "c1": [1, 1, 0, 0]}, TIERS)
@@ -55,7 +46,7 @@ def test_means_per_tier_and_exact_intervals_at_the_extremes(tmp_path, capsys):
 
 
 def test_identical_arms_differ_by_exactly_zero(tmp_path):
-    compare = load_script()
+    compare = load_bench("compare")
     write_items(tmp_path / "i.jsonl", {"x0": [1, 0, 1, 0], "y0": [1, 0, 1, 0]}, TIERS)
     res = compare.main([str(tmp_path / "i.jsonl"), "--arm", "x=x0", "--arm", "y=y0", "--resamples", "200"])
     d = res["differences"]["y - x"]["overall"]
@@ -63,7 +54,7 @@ def test_identical_arms_differ_by_exactly_zero(tmp_path):
 
 
 def test_refusals(tmp_path):
-    compare = load_script()
+    compare = load_bench("compare")
     write_items(tmp_path / "i.jsonl", {"x0": [1, 0, 1, 0]}, TIERS)
     write_items(tmp_path / "j.jsonl", {"y0": [1, 0, 1]}, TIERS[:3])  # scored on other items
     with pytest.raises(SystemExit, match="no rows for"):

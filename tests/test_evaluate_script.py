@@ -1,6 +1,5 @@
 """bench/evaluate.py scores a run's final/ exactly as the run's own last evaluation did."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,15 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.bench import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "bench" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -27,7 +20,7 @@ def test_final_folder_scores_like_the_runs_last_eval(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logged = {k.rsplit("/", 1)[1]: v for r in rows if r["iteration"] == 2 for k, v in r.items()
               if k.startswith("eval/arithmetic_eval/") and "/n/" not in k}
-    script = load_script()
+    script = load_bench("evaluate")
     assert script.resolve(str(out)) == str(out / "final")
     res = script.main([str(out), "--eval-data", "builtin", "--mixed-precision", "no", "--max-new-tokens", "4",
                        "--batch-size", "200", "--json-out", str(tmp_path / "r.json"),
@@ -61,7 +54,7 @@ def test_snapshots_are_kept_loadable_and_score_like_the_runs_evals(tmp_path):
     assert all((weights["iteration-0002"][k] == final[k]).all() for k in final)
     assert any(not (weights["iteration-0001"][k] == final[k]).all() for k in final)  # the second step moved them
 
-    script = load_script()
+    script = load_bench("evaluate")
     models = script.expand([str(out)], snapshots=True)
     assert models == [str(out / "snapshots" / "iteration-0001"), str(out / "snapshots" / "iteration-0002"), str(out)]
     assert [script.taken_at(m) for m in models] == [1, 2, 2] and script.taken_at("tiny") is None

@@ -4,7 +4,6 @@ resume that skips finished runs, a per-run timeout, and a sweep stopped by SIGTE
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -15,15 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.bench import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "bench" / "sweep.py"
 TIERS = ("overall", "very_easy", "easy", "medium", "hard", "very_hard")
 
-_spec = importlib.util.spec_from_file_location("sweep", SWEEP)
-sweep = importlib.util.module_from_spec(_spec)
-sys.modules["sweep"] = sweep
-_spec.loader.exec_module(sweep)
+sweep = load_bench("sweep")
 
 
 def ev(it: int, overall: float, **tiers) -> dict:

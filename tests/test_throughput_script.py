@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.bench import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,22 +31,13 @@ def test_small_bench_of_our_trainer(tmp_path):
         assert step["total"] > 0
 
 
-def _load_bench():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("throughput_bench", ROOT / "bench" / "throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("grouping", ["prompt", "task_role"])
 def test_call_update_passes_groups_to_todays_update_and_prompt_ids_to_old_ones(grouping):
     """ours@DIR runs checkouts whose update() predates the groups argument (a TypeError stopped the A/B of
     RESULTS 22): there the prompt index stands in for the task index, as the bench did before."""
     import torch
 
-    bench = _load_bench()
+    bench = load_bench("throughput")
     task_idx, prompt_index, seqs = torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 1, 1]), [[1], [2], [3], [4]]
     seen = {}
 
