@@ -128,7 +128,9 @@ class Config:
                                         "forward/backward pass; a longer sequence goes alone; 0 = rows only", ge=0)
     max_nonfinite_steps: int = opt(3, "consecutive skipped (non-finite) steps before the run stops", ge=1)
     # --- sampling
-    temperature: float = opt(0.7, "every role (paper 1.0); log-probs use logits / temperature", gt=0)
+    temperature: float = opt(0.7, "every role (paper 1.0) unless set below; log-probs use logits / temperature", gt=0)
+    propose_temperature: float = opt(0.0, "the proposer's own temperature: its samples and their log-probs in the "
+                                          "loss and the KL (solver roles keep --temperature); 0 = --temperature", ge=0)
     learnability_temperature: float = opt(0.0, "temperature of the n learnability rollouts, which only measure p "
                                                "(lower: p follows the near-greedy answer); 0 = --temperature", ge=0)
     top_p: float = opt(1.0, "nucleus sampling (1.0 keeps the sampling distribution exact)", gt=0, le=1)

@@ -195,7 +195,7 @@ def sample_program_task(ctx: Context) -> Task:
 def propose(ctx: Context, per_kind: int, kinds=TASK_KINDS) -> tuple[list[Proposal], Rollout]:
     proposals = my_slice(ctx, build_proposals(ctx, per_kind, kinds))
     rollout = sample(ctx, [p.prompt for p in proposals], ctx.cfg.propose_max_tokens,
-                     stop=union(TASKS[k].PROPOSE_STOP for k in kinds))
+                     stop=union(TASKS[k].PROPOSE_STOP for k in kinds), temperature=role_temperature(ctx.cfg, "propose"))
     for p, text in zip(proposals, rollout.texts):
         p.text = text
     return proposals, rollout
@@ -364,7 +364,7 @@ def _update(ctx: Context, seqs, rewards, task_idx, role_idx, groups=None) -> dic
     # every rank's rows in rank order (ranks may hold different counts, e.g. with --train-rollouts)
     (all_rewards, all_groups, six, all_lengths), mine = gather_rows(acc, rewards, groups, six, lengths)
 
-    mbs = plan_micro_batches(ctx, seqs)
+    mbs = plan_micro_batches(ctx, seqs, role_idx)
     global_tokens = float(all_lengths.sum())
     # DDP averages gradients over ranks, so each rank divides by (global count / world size).
     if cfg.aggregation == "group-token-mean":  # a divisor per sequence: its (task, role) group's tokens x groups
@@ -438,7 +438,7 @@ def accumulate_gradients(ctx: Context, mbs, advantages, old_logps, ref_logps, no
         ids, attn, mask, C = mb.input_ids, mb.attention_mask, mb.completion_mask, mb.completion_len
         with micro_batch(acc, ctx.model, last=i == len(mbs) - 1):
             with acc.autocast():
-                logp, entropy = completion_logprobs(ctx.model, ids, attn, C, temperature=cfg.temperature,
+                logp, entropy = completion_logprobs(ctx.model, ids, attn, C, temperature=mb.temperature,
                                                     with_entropy=True, entropy_grad=cfg.entropy_coef != 0)
             if old_logps[i] is None:
                 old_logps[i] = logp.detach()
@@ -467,15 +467,22 @@ def optimizer_step(ctx: Context, nonfinite: torch.Tensor) -> tuple[float, bool]:
     return grad_norm, skipped
 
 
-def plan_micro_batches(ctx: Context, seqs) -> list:
-    """Micro-batches by the token budget, built on the training device. Ranks hold different lengths and so may
-    plan different counts: all take the largest, so every rank runs the same number of passes."""
+def plan_micro_batches(ctx: Context, seqs, role_idx) -> list:
+    """Micro-batches by the token budget, built on the training device, each at the sampling temperature of its
+    rows' role (``mb.temperature``). Ranks hold different lengths and so may plan different counts: all take the
+    largest, so every rank runs the same number of passes."""
     cfg, acc = ctx.cfg, ctx.accelerator
-    count = len(plan(seqs, cfg.micro_batch_size, cfg.micro_batch_tokens))
+    temperatures = [role_temperature(cfg, ROLES[r]) for r in role_idx.tolist()]
+    count = len(plan(seqs, cfg.micro_batch_size, cfg.micro_batch_tokens, keys=temperatures))
     if acc.num_processes > 1:
         count = int(gather(torch.tensor([count], device=acc.device)).max())
     return micro_batches(seqs, cfg.micro_batch_size, ctx.tokenizer.pad_token_id, max_tokens=cfg.micro_batch_tokens,
-                         count=count, device=acc.device)
+                         count=count, temperatures=temperatures, device=acc.device)
+
+
+def role_temperature(cfg: Config, role: str) -> float:
+    """The temperature a role samples at, and so the one its log-probs are taken at in the update."""
+    return (cfg.propose_temperature or cfg.temperature) if role == "propose" else cfg.temperature
 
 
 @torch.no_grad()
@@ -485,7 +492,7 @@ def score(ctx: Context, model, mb) -> torch.Tensor:
     acc = ctx.accelerator
     with acc.autocast():
         logp, _ = completion_logprobs(model, mb.input_ids.to(acc.device), mb.attention_mask.to(acc.device),
-                                      mb.completion_len, temperature=ctx.cfg.temperature)
+                                      mb.completion_len, temperature=mb.temperature)
     return logp
 
 

@@ -375,3 +375,17 @@ def test_learnability_rollouts_use_their_own_temperature():
 
     assert all(len(set(group)) == 1 for group in texts(temperature=1.0, learnability_temperature=1e-4))
     assert any(len(set(group)) > 1 for group in texts(temperature=1.0))
+
+
+def test_proposals_sample_at_the_proposer_temperature_and_solvers_at_theirs():
+    ctx = make_ctx(temperature=0.7, propose_temperature=1.3)
+    seed_buffers(ctx, log=lambda line: None)
+    calls = []
+    generate = ctx.engine.generate
+    ctx.engine.generate = lambda *a, **k: (calls.append(k["temperature"]), generate(*a, **k))[1]
+    proposals, _ = selfplay.propose(ctx, 2)
+    assert calls == [1.3]
+    task = make_task("deduction", parse_program("a + 1"), [(1, 1)])
+    selfplay.estimate_learnability(ctx, [Proposal("deduction", "", task=task)])
+    selfplay.solve(ctx, {k: list(ctx.buffers[k])[:2] for k in TASK_KINDS})
+    assert calls == [1.3, 0.7, 0.7]

@@ -87,3 +87,52 @@ def test_step_is_invariant_to_micro_batching(kl_in_reward):
         assert len(p) == len(p0) > 0
         for a, b in zip(p0, p):
             assert torch.allclose(a, b, atol=1e-7, rtol=1e-4)
+
+
+def test_rows_of_different_temperatures_never_share_a_micro_batch():
+    seqs = seqs_of([(30, 5), (300, 60), (10, 2), (40, 8)] * 4)
+    temps = [0.7, 1.3] * 8
+    for count in (None, 10):
+        mbs = micro_batches(seqs, 4, pad_id=0, max_tokens=400, count=count, temperatures=temps)
+        assert sorted(int(i) for mb in mbs for i in mb.rows) == list(range(16))
+        for mb in mbs:
+            assert {temps[int(i)] for i in mb.rows} == {mb.temperature}
+    assert all(mb.temperature is None for mb in micro_batches(seqs, 4, pad_id=0))  # no temperatures given
+
+
+@pytest.mark.parametrize("kl_in_reward", [False, True])
+def test_proposer_temperature_scores_proposer_rows_and_only_them(kl_in_reward):
+    """--propose-temperature T: proposer rows score at T in the loss and the KL (an all-proposer batch steps exactly
+    as under --temperature T), solver rows keep --temperature (an all-solver batch ignores the flag), and a mixed
+    batch still steps the same whatever its micro-batching."""
+    from azero import selfplay
+    from azero.config import PRESETS, Config
+
+    g = torch.Generator().manual_seed(2)
+    lengths = [(int(torch.randint(4, 40, (1,), generator=g)), int(torch.randint(1, 12, (1,), generator=g)))
+               for _ in range(12)]
+    seqs, rewards, task_idx = seqs_of(lengths), torch.randn(12, generator=g), torch.arange(12) % 3
+
+    def step(role_idx, size=64, **flags):
+        cfg = dataclasses.replace(Config(**PRESETS["tiny"]), micro_batch_size=size, kl_in_reward=kl_in_reward,
+                                  lr=1e-2, **flags)
+        ctx = tiny_context(cfg)
+        grads = []
+        optimizer_step = ctx.optimizer.step
+        ctx.optimizer.step = lambda *a, **k: (grads.extend(p.grad.clone() for p in ctx.policy.parameters()),
+                                              optimizer_step(*a, **k))
+        return selfplay.update(ctx, seqs, rewards, task_idx, role_idx), grads
+
+    def same(a, b):
+        (ma, ga), (mb, gb) = a, b
+        for key in ("loss/pg", "loss/kl", "loss/total", "optim/grad_norm"):
+            assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-6), key
+        assert len(ga) == len(gb) > 0 and all(torch.allclose(x, y, atol=1e-7, rtol=1e-4) for x, y in zip(ga, gb))
+
+    proposers, solvers, mixed = torch.zeros(12, dtype=torch.long), torch.ones(12, dtype=torch.long), torch.arange(12) % 2
+    same(step(proposers, temperature=0.7, propose_temperature=1.3), step(proposers, temperature=1.3))
+    same(step(solvers, temperature=0.7, propose_temperature=1.3), step(solvers, temperature=0.7))
+    same(step(mixed, temperature=0.7, propose_temperature=1.3), step(mixed, size=1, temperature=0.7,
+                                                                     propose_temperature=1.3))
+    with pytest.raises(AssertionError):  # and the flag does change a batch that has proposer rows
+        same(step(mixed, temperature=0.7, propose_temperature=1.3), step(mixed, temperature=0.7))
