@@ -383,7 +383,7 @@ def test_proposals_sample_at_the_proposer_temperature_and_solvers_at_theirs():
     calls = []
     generate = ctx.engine.generate
     ctx.engine.generate = lambda *a, **k: (calls.append(k["temperature"]), generate(*a, **k))[1]
-    proposals, _ = selfplay.propose(ctx, 2)
+    selfplay.propose(ctx, 2)
     assert calls == [1.3]
     task = make_task("deduction", parse_program("a + 1"), [(1, 1)])
     selfplay.estimate_learnability(ctx, [Proposal("deduction", "", task=task)])

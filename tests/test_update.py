@@ -54,39 +54,48 @@ def tiny_context(cfg):
     return selfplay.Context(cfg, accelerator, model, ref, tokenizer, optimizer, scheduler, {}, random.Random(0))
 
 
+def random_batch(seed: int):
+    """12 sequences of mixed lengths with random rewards, over the three task types."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = [(int(torch.randint(4, 40, (1,), generator=g)), int(torch.randint(1, 12, (1,), generator=g)))
+               for _ in range(12)]
+    return seqs_of(lengths), torch.randn(12, generator=g), torch.arange(12) % 3
+
+
+def update_step(batch, role_idx, **flags) -> tuple[dict, list[torch.Tensor]]:
+    """One update of a fresh tiny policy (tiny preset, lr 1e-2, ``flags`` on top): its metrics and the accumulated
+    gradient of every parameter as the optimizer step saw it."""
+    from azero import selfplay
+    from azero.config import PRESETS, Config
+
+    seqs, rewards, task_idx = batch
+    ctx = tiny_context(dataclasses.replace(Config(**PRESETS["tiny"]), lr=1e-2, **flags))
+    grads = []
+    step = ctx.optimizer.step
+    ctx.optimizer.step = lambda *a, **k: (grads.extend(p.grad.clone() for p in ctx.policy.parameters()), step(*a, **k))
+    return selfplay.update(ctx, seqs, rewards, task_idx, role_idx), grads
+
+
+def assert_same_step(a, b) -> None:
+    (ma, ga), (mb, gb) = a, b
+    for key in ("loss/pg", "loss/kl", "loss/total", "optim/grad_norm"):
+        assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-6), key
+    assert len(ga) == len(gb) > 0
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, atol=1e-7, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kl_in_reward", [False, True])
 def test_step_is_invariant_to_micro_batching(kl_in_reward):
     """One update on 12 sequences of mixed lengths: one micro-batch, one row each, and a token budget give the same
     accumulated gradient at the optimizer step and the same loss metrics (token-mean over the global count)."""
-    from azero import selfplay
-    from azero.config import PRESETS, Config
-
-    g = torch.Generator().manual_seed(1)
-    lengths = [(int(torch.randint(4, 40, (1,), generator=g)), int(torch.randint(1, 12, (1,), generator=g)))
-               for _ in range(12)]
-    seqs = seqs_of(lengths)
-    rewards = torch.randn(12, generator=g)
-    task_idx, role_idx = torch.arange(12) % 3, (torch.arange(12) // 3) % 2
-    results = []
-    for size, tokens in ((64, 0), (1, 0), (64, 120)):
-        cfg = dataclasses.replace(Config(**PRESETS["tiny"]), micro_batch_size=size, micro_batch_tokens=tokens,
-                                  kl_in_reward=kl_in_reward, lr=1e-2)
-        ctx = tiny_context(cfg)
-        grads = []
-        step = ctx.optimizer.step
-        ctx.optimizer.step = lambda *a, **k: (grads.extend(p.grad.clone() for p in ctx.policy.parameters()),
-                                              step(*a, **k))
-        metrics = selfplay.update(ctx, seqs, rewards, task_idx, role_idx)
-        results.append((metrics, grads))
+    batch, role_idx = random_batch(1), (torch.arange(12) // 3) % 2
+    results = [update_step(batch, role_idx, micro_batch_size=size, micro_batch_tokens=tokens, kl_in_reward=kl_in_reward)
+               for size, tokens in ((64, 0), (1, 0), (64, 120))]
     counts = [m["optim/micro_batches"] for m, _ in results]
     assert counts[0] == 1 and counts[1] == 12 and 1 < counts[2] < 12
-    (m0, p0) = results[0]
-    for m, p in results[1:]:
-        for key in ("loss/pg", "loss/kl", "loss/total", "optim/grad_norm"):
-            assert m[key] == pytest.approx(m0[key], rel=1e-4, abs=1e-6), key
-        assert len(p) == len(p0) > 0
-        for a, b in zip(p0, p):
-            assert torch.allclose(a, b, atol=1e-7, rtol=1e-4)
+    for other in results[1:]:
+        assert_same_step(results[0], other)
 
 
 def test_rows_of_different_temperatures_never_share_a_micro_batch():
@@ -105,34 +114,15 @@ def test_proposer_temperature_scores_proposer_rows_and_only_them(kl_in_reward):
     """--propose-temperature T: proposer rows score at T in the loss and the KL (an all-proposer batch steps exactly
     as under --temperature T), solver rows keep --temperature (an all-solver batch ignores the flag), and a mixed
     batch still steps the same whatever its micro-batching."""
-    from azero import selfplay
-    from azero.config import PRESETS, Config
+    batch = random_batch(2)
 
-    g = torch.Generator().manual_seed(2)
-    lengths = [(int(torch.randint(4, 40, (1,), generator=g)), int(torch.randint(1, 12, (1,), generator=g)))
-               for _ in range(12)]
-    seqs, rewards, task_idx = seqs_of(lengths), torch.randn(12, generator=g), torch.arange(12) % 3
-
-    def step(role_idx, size=64, **flags):
-        cfg = dataclasses.replace(Config(**PRESETS["tiny"]), micro_batch_size=size, kl_in_reward=kl_in_reward,
-                                  lr=1e-2, **flags)
-        ctx = tiny_context(cfg)
-        grads = []
-        optimizer_step = ctx.optimizer.step
-        ctx.optimizer.step = lambda *a, **k: (grads.extend(p.grad.clone() for p in ctx.policy.parameters()),
-                                              optimizer_step(*a, **k))
-        return selfplay.update(ctx, seqs, rewards, task_idx, role_idx), grads
-
-    def same(a, b):
-        (ma, ga), (mb, gb) = a, b
-        for key in ("loss/pg", "loss/kl", "loss/total", "optim/grad_norm"):
-            assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-6), key
-        assert len(ga) == len(gb) > 0 and all(torch.allclose(x, y, atol=1e-7, rtol=1e-4) for x, y in zip(ga, gb))
+    def step(role_idx, **flags):
+        return update_step(batch, role_idx, kl_in_reward=kl_in_reward, **flags)
 
     proposers, solvers, mixed = torch.zeros(12, dtype=torch.long), torch.ones(12, dtype=torch.long), torch.arange(12) % 2
-    same(step(proposers, temperature=0.7, propose_temperature=1.3), step(proposers, temperature=1.3))
-    same(step(solvers, temperature=0.7, propose_temperature=1.3), step(solvers, temperature=0.7))
-    same(step(mixed, temperature=0.7, propose_temperature=1.3), step(mixed, size=1, temperature=0.7,
-                                                                     propose_temperature=1.3))
+    assert_same_step(step(proposers, temperature=0.7, propose_temperature=1.3), step(proposers, temperature=1.3))
+    assert_same_step(step(solvers, temperature=0.7, propose_temperature=1.3), step(solvers, temperature=0.7))
+    assert_same_step(step(mixed, temperature=0.7, propose_temperature=1.3),
+                     step(mixed, micro_batch_size=1, temperature=0.7, propose_temperature=1.3))
     with pytest.raises(AssertionError):  # and the flag does change a batch that has proposer rows
-        same(step(mixed, temperature=0.7, propose_temperature=1.3), step(mixed, temperature=0.7))
+        assert_same_step(step(mixed, temperature=0.7, propose_temperature=1.3), step(mixed, temperature=0.7))
