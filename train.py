@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm.auto import tqdm
 
     from azero.selfplay import run_iteration, seed_buffers
-    from azero.distributed import optimizer_steps
+    from azero.distributed import optimizer_steps, resolve_precision
     from azero.trainer import (any_rank, build_context, cpu_governor, describe, evaluate, export, heap_policy,
                                make_accelerator, make_tracker, peak_memory_gb, printer, save, signal_number,
                                snapshot, stop_on_signal)
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # TRY NOT TO MODIFY: configuration is checked in full before anything heavy starts
     cfg, resume_dir = parse_config(argv, __doc__)
+    cfg.mixed_precision, precision_note = resolve_precision(cfg.mixed_precision)  # config.json records the mode used
     accelerator = make_accelerator(cfg)
     cfg.check(accelerator.num_processes)  # batch sizes must split over the ranks
     check_output_dir(cfg)
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
                      main_process=accelerator.is_main_process)
     say = printer(accelerator)
     say(describe(cfg, resume_dir, accelerator.num_processes))
+    say(precision_note)
     say(f"eval set: {len(eval_items)} problems from {cfg.eval_data}")
     threads = cpu_governor(accelerator, say)  # CPU threads from the cores other processes leave free
     heap_hook = heap_policy(accelerator, cfg.cpu_heap)  # CPU: reuse freed memory (fast) or trim it (lean), RESULTS 16

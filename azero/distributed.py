@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
@@ -44,12 +45,55 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (x86 AMX-BF16 or AVX512-BF16, Arm BF16). Without it oneDNN
+    emulates bf16 through fp32, and autocast makes a cpu-preset iteration slower, not faster: 305 s against 85 s
+    in fp32 on a Xeon with AVX512 but no AVX512-BF16 (bench/precision.py; docs/RESULTS.md section 27)."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if any(probe is not None and probe() for probe in probes):
+        return True
+    try:  # Arm (and x86 where the private probes above are gone): the kernel's feature flags
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.split(":")[0].strip() in ("flags", "Features"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"amx_bf16", "avx512_bf16", "bf16"})
+
+
+def resolve_precision(requested: str, *, cuda: bool | None = None, cuda_bf16: bool | None = None,
+                      cpu_bf16: bool | None = None) -> tuple[str, str]:
+    """The autocast mode a run uses for ``--mixed-precision requested``, and one line saying why (printed at start).
+    "auto" is bf16 where the hardware computes it (a CUDA device with bf16, a CPU with native bf16) and fp32
+    ("no") elsewhere; an explicit mode is kept, with a warning where it is emulated. The keyword arguments stand in
+    for the machine (tests); by default they are probed."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if cuda:
+        native = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
+        where = "this CUDA device"
+    else:
+        native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
+        where = "this CPU"
+    if requested == "auto":
+        chosen = "bf16" if native else "no"
+        return chosen, (f"precision: --mixed-precision auto -> {chosen} ({where} "
+                        f"{'computes bf16 natively' if native else 'has no native bf16: fp32 is faster here'})")
+    if requested == "bf16" and not native:
+        return requested, (f"precision: bf16 autocast, but {where} has no native bf16 (no AMX / AVX512-BF16 on "
+                           "x86): it is emulated and several times slower than fp32; --mixed-precision auto (or no) "
+                           "trains in fp32")
+    return requested, f"precision: --mixed-precision {requested}"
+
+
 def make_accelerator(mixed_precision: str = "no", grad_clip: float = 1.0):
     """The Accelerator for this launch, refused at start (LaunchError) if its semantics are not the loop's:
     one optimizer step per iteration, the process count and the engine the launch asked for."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    mixed_precision, _ = resolve_precision(mixed_precision)  # "auto" -> the mode this machine computes fastest
     named, cuda = named_engine(), torch.cuda.is_available()
     on_cpu_engine = named is not None and not cuda and launched_world_size() > 1
     saved = os.environ.pop("ACCELERATE_USE_DEEPSPEED", None) if on_cpu_engine and named == "deepspeed" else None

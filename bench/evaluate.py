@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     p.add_argument("models", nargs="+", help="model sources or run folders (their final/)")
     p.add_argument("--eval-data", required=True, help='as train.py --eval-data ("builtin", a folder, .jsonl, ...)')
     p.add_argument("--mixed-precision", choices=("no", "bf16"), default="bf16",
-                   help="bf16 autocast, as the trainer evaluates (default), or fp32")
+                   help="bf16 autocast (default: the precision of docs/RESULTS.md's scores) or fp32, as the trainer "
+                        "runs on a CPU without native bf16 (--mixed-precision auto)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--max-new-tokens", type=int, default=10)
     p.add_argument("--json-out", type=Path, default=None)
