@@ -15,7 +15,8 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1]
 # (label, metrics file, items file, model key of the final weights); all bf16 items
-RUNS = [(f"{arm} s{s}", f"{folder}/{prefix}_seed{s}.metrics.jsonl.gz", f"{folder}/{items}", key.format(s=s))
+RUNS = [(f"{arm} s{s}", f"{folder}/{prefix}_seed{s}.metrics.jsonl.gz", f"{folder}/{items.format(s=s)}",
+         key.format(s=s))
         for arm, folder, prefix, items, key, seeds in [
             ("preset (9)", "selfplay_cpu60_2026-11-26", "nov", "../selfplay_cpu60_ops_2026-11-26/items_cpu60_bf16.jsonl.gz",
              "/work/runs/cpu60/nov/seed{s}", (0, 1)),
@@ -50,7 +51,6 @@ RUNS = [(f"{arm} s{s}", f"{folder}/{prefix}_seed{s}.metrics.jsonl.gz", f"{folder
             ("t10 (26)", "selfplay_cpu60_temp_seed2_2026-11-28", "t1060", "items_t1060_seed{s}_bf16emulated.jsonl.gz",
              "/work/runs/t1060s2/t10/seed{s}", (2,)),
         ] for s in seeds]
-RUNS = [(label, m, i.format(s=label.rsplit("s", 1)[-1]), k) for label, m, i, k in RUNS]
 KEY = "curriculum/propose_deduction/result_digits"
 
 
@@ -65,11 +65,12 @@ def mean(xs):
 
 
 def ranks(xs):
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    r = [0.0] * len(xs)
-    for pos, i in enumerate(order):
-        r[i] = pos
-    return r
+    """Ranks for Spearman's r, ties sharing their mean rank (many gains tie: 200 items move in steps of 0.5)."""
+    ordered = sorted(xs)
+    first = {}
+    for pos, x in enumerate(ordered):
+        first.setdefault(x, pos)
+    return [first[x] + (ordered.count(x) - 1) / 2 for x in xs]
 
 
 def pearson(x, y):
