@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Device call 2 of 2 (DEVELOPERS.md): carry .gpu_sweep/b, send it right after call 1 (same warm machine).
+# The last device call (DEVELOPERS.md): carry .gpu_sweep/b, send it right after call 1 (or the last middle call,
+# bench/gpu_park.sh, when gpu_prepare.sh split the model into more pieces), on the same warm machine.
 # Joins the GGUF (md5 checked), runs bench/sweep.py with --parallel 3 at the default batch on SmolLM2-135M, and
 # returns summary.md / summary.json / summary.png, the sweep's log and runs.tgz (every run's metrics, config,
 # log, curves, samples; no weights) in $OUT.
@@ -42,8 +43,13 @@ if [ ! -f "$PARK/part00" ]; then
 fi
 "$PY" -c "import gguf, datasets" 2>/dev/null || { echo "call2: gguf/datasets missing in ${SITE:-/tmp/site}: rerun call 1"; exit 3; }
 md5file=$(realpath "$B/smol.md5")
-cat "$PARK/part00" "$B/part01" > "$PARK/smol.gguf" && (cd "$PARK" && md5sum -c "$md5file") \
-  || { echo "call2: the joined model file is wrong (md5): were .gpu_sweep/a and /b made by the same gpu_prepare run?"; exit 4; }
+# every piece in name order: part00 (call 1), part01.. (middle calls, gpu_park.sh, if any), the last one in $B
+pieces=$(for f in "$PARK"/part?? "$B"/part??; do [ -f "$f" ] && echo "$(basename "$f") $f"; done | sort | cut -d' ' -f2-)
+echo "model pieces: $(echo $pieces)"
+# shellcheck disable=SC2086  # the piece paths have no spaces (part?? in fixed folders)
+cat $pieces > "$PARK/smol.gguf" && (cd "$PARK" && md5sum -c "$md5file") \
+  || { echo "call2: the joined model file is wrong (md5): were all the .gpu_sweep folders made by the same" \
+            "gpu_prepare run, and every middle call (gpu_park.sh) made?"; exit 4; }
 EVAL=builtin; [ -d "$PARK/arithmetic_eval" ] && EVAL=$PARK/arithmetic_eval
 echo "eval data: $EVAL"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -440,6 +441,51 @@ def test_gpu_call2_refuses_early(tmp_path):
     (tmp_path / "park" / "part00").write_bytes(b"other piece ")
     proc = gpu_call2(tmp_path)
     assert proc.returncode == 4 and "md5" in proc.stdout
+
+
+def test_gpu_prepare_splits_the_model_over_as_many_calls_as_the_tree_needs(tmp_path):
+    """A working tree too large for two calls (RESULTS 28: 13.5 MB of docs beside the 98 MB model and 14.5 MB of
+    wheels) makes gpu_prepare.sh cut the model into three pieces; gpu_park.sh parks the middle one and
+    gpu_call2.sh joins all three to the md5 of the original. Scaled down: 100 kB per call instead of 64 MiB."""
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    for name in ("gpu_prepare.sh", "gpu_park.sh", "gpu_call2.sh"):
+        shutil.copy(ROOT / "bench" / name, repo / "bench" / name)
+    (repo / ".gitignore").write_text("/.gpu_sweep/\n")
+    (repo / "docs.bin").write_bytes(os.urandom(20_000))  # the tree, carried by every call
+    model = tmp_path / "smol.gguf"
+    model.write_bytes(os.urandom(120_000))
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    env = {**os.environ, "GGUF": str(model), "WHEELS": "", "EVAL_SRC": "none", "LIMIT_BYTES": "100000",
+           "MARGIN_BYTES": "10000"}
+    proc = subprocess.run(["bash", "bench/gpu_prepare.sh"], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the model travels in 3 calls" in proc.stdout
+    assert "call 2: bash bench/gpu_park.sh .gpu_sweep/m1" in proc.stdout and "call 3: ARMS=" in proc.stdout
+    d = repo / ".gpu_sweep"
+    pieces = [d / "a" / "part00", d / "m1" / "part01", d / "b" / "part02"]
+    assert b"".join(p.read_bytes() for p in pieces) == model.read_bytes()
+    assert not (d / "m2").exists()
+
+    park = tmp_path / "park"
+    park.mkdir()
+    shutil.copy(pieces[0], park / "part00")  # what gpu_call1.sh parks
+    proc = subprocess.run(["bash", "bench/gpu_park.sh", ".gpu_sweep/m1"], cwd=repo, env={**env, "PARK": str(park)},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "park ok" in proc.stdout, proc.stdout + proc.stderr
+    # call 2 joins and checks, then stops before any run: more runs than one wave holds
+    proc = subprocess.run(["bash", "bench/gpu_call2.sh"], cwd=repo, capture_output=True, text=True,
+                          env={**env, "PY": sys.executable, "SITE": str(tmp_path / "no_site"), "PARK": str(park),
+                               "OUT": str(tmp_path / "out"), "R": str(tmp_path / "runs"), "ARMS": "a=;b=;c=;d=",
+                               "PARALLEL": "1", "SEEDS": "2"})
+    assert proc.returncode == 2 and "smol.gguf: OK" in proc.stdout, proc.stdout + proc.stderr
+    assert (park / "smol.gguf").read_bytes() == model.read_bytes()
+    (park / "part01").unlink()  # a skipped middle call: the join fails its md5
+    proc = subprocess.run(["bash", "bench/gpu_call2.sh"], cwd=repo, capture_output=True, text=True,
+                          env={**env, "PY": sys.executable, "SITE": str(tmp_path / "no_site"), "PARK": str(park),
+                               "OUT": str(tmp_path / "out"), "R": str(tmp_path / "runs")})
+    assert proc.returncode == 4 and "middle call" in proc.stdout
 
 
 @pytest.mark.slow
