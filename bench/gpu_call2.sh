@@ -9,12 +9,13 @@
 #   ARMS='main=;beta0=--kl-coef 0'     entries separated by ';' or newlines; NAME@0,1=FLAGS: that arm's own seeds
 #   ARMS_FILE=path                     one entry per line, '#' starts a comment
 #   (neither: one arm, main=)
-# Budget: the sweep must end inside the device's 600 s per command. Runs go PARALLEL (3) at a time, in
+# Budget: the sweep must end inside the device's 600 s per command. Runs go PARALLEL (3; 4 on a card of 120 GB or
+# more, the H200) at a time, in
 # ceil(arms x seeds / 3) waves of BUDGET_S (510) / waves seconds each; every run gets
 # --time-limit-minutes = (wave seconds - OVERHEAD_S (100: start, model load, seeding, evals, final save)) / 60
 # unless LIMIT (minutes) is given, and is stopped by the sweep at the end of its wave. One wave of 3 runs gives
 # each about 6.8 minutes of training (about 27 iterations at ~15 s with three runs sharing the card).
-# Other knobs: SEEDS (2), PARALLEL (3), EXTRA (flags added for every run), GPU_FLAGS (replaces the default
+# Other knobs: SEEDS (2), PARALLEL (3 or 4, as above), EXTRA (flags added for every run), GPU_FLAGS (replaces the default
 # flags below), PRESET (default), PARK (/tmp/azero_gpu, where call 1 parked its files), R (/tmp/azero_sweep_HHMMSS).
 # Testing here, off the device (tiny preset, the real joined file checked but not used):
 #   PY=.venv/bin/python SITE=/nonexistent PARK=/tmp/x PRESET=tiny GPU_FLAGS="--iterations 500" BUDGET_S=90 \
@@ -28,7 +29,13 @@ R=${R:-/tmp/azero_sweep_$(date +%H%M%S)}  # a fresh folder: a resent call never 
 OUT=${OUT:-/tmp/azero_out}
 PY=${PY:-python3}
 SEEDS=${SEEDS:-2}
-PARALLEL=${PARALLEL:-3}
+# Runs on the card at once: 3 fit an H100 (80 GB; 4 at micro-batch 64 ran out of memory), 4 an H200 (141 GB;
+# 22-35 GB in use with four at micro-batch 16, RESULTS 28). PARALLEL=N overrides.
+if [ -z "${PARALLEL:-}" ]; then
+  gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1 | tr -dc 0-9)
+  PARALLEL=3; [ "${gpu_mib:-0}" -ge 120000 ] && PARALLEL=4
+  echo "runs at once: $PARALLEL (card memory ${gpu_mib:-unknown} MiB; PARALLEL=N overrides)"
+fi
 BUDGET_S=${BUDGET_S:-510}
 OVERHEAD_S=${OVERHEAD_S:-100}
 PRESET=${PRESET:-default}

@@ -443,6 +443,22 @@ def test_gpu_call2_refuses_early(tmp_path):
     assert proc.returncode == 4 and "md5" in proc.stdout
 
 
+def test_gpu_call2_puts_four_runs_on_a_card_of_120_gb_or_more(tmp_path):
+    """PARALLEL unset: 3 runs at once on an H100 (80 GB), 4 on an H200 (141 GB; RESULTS 28), read from nvidia-smi
+    (a stand-in here). Five runs then need two waves, which leave too little time, so the call stops early."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    for mib, parallel in (("143771", 4), ("81559", 3)):
+        smi.write_text(f"#!/bin/sh\necho {mib}\n")
+        smi.chmod(0o755)
+        proc = gpu_call2(tmp_path, PATH=path, PARALLEL="", ARMS="a=;b=;c=;d=;e=", SEEDS="1", BUDGET_S="510",
+                         OVERHEAD_S="100")
+        assert f"runs at once: {parallel} (card memory {mib} MiB" in proc.stdout, proc.stdout
+        assert proc.returncode == 2 and f"at most {parallel} runs fit one wave" in proc.stdout
+
+
 def test_gpu_prepare_splits_the_model_over_as_many_calls_as_the_tree_needs(tmp_path):
     """A working tree too large for two calls (RESULTS 28: 13.5 MB of docs beside the 98 MB model and 14.5 MB of
     wheels) makes gpu_prepare.sh cut the model into three pieces; gpu_park.sh parks the middle one and
