@@ -93,7 +93,8 @@ def make_accelerator(mixed_precision: str = "no", grad_clip: float = 1.0):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
-    mixed_precision, _ = resolve_precision(mixed_precision)  # "auto" -> the mode this machine computes fastest
+    if mixed_precision == "auto":  # callers without train.py (tests, LoRA); train.py passes the resolved mode
+        mixed_precision, _ = resolve_precision(mixed_precision)
     named, cuda = named_engine(), torch.cuda.is_available()
     on_cpu_engine = named is not None and not cuda and launched_world_size() > 1
     saved = os.environ.pop("ACCELERATE_USE_DEEPSPEED", None) if on_cpu_engine and named == "deepspeed" else None

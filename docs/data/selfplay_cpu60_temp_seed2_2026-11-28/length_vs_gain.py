@@ -96,14 +96,19 @@ def main():
     gains = [r[4] for r in rows]
     rng = random.Random(0)
     for name, xs in (("last-10 digits", [r[3] for r in rows]), ("change in digits", [r[3] - r[2] for r in rows])):
-        for kind, f in (("pearson", pearson), ("spearman", lambda a, b: pearson(ranks(a), ranks(b)))):
-            obs = f(xs, gains)
-            shuffled = gains[:]
-            hits = 0
-            for _ in range(10_000):
-                rng.shuffle(shuffled)
-                hits += abs(f(xs, shuffled)) >= abs(obs)
-            print(f"{name:17} vs gain, {kind:8}: r = {obs:+.2f}, permutation p = {hits / 10_000:.3f} (n = {len(rows)})")
+        correlate(f"{name:17} vs gain,", xs, gains, rng)
+
+
+def correlate(label, xs, gains, rng):
+    """Print Pearson and Spearman r of xs against gains, each with a two-sided permutation p (10,000 shuffles)."""
+    for kind, f in (("pearson", pearson), ("spearman", lambda a, b: pearson(ranks(a), ranks(b)))):
+        obs = f(xs, gains)
+        shuffled = gains[:]
+        hits = 0
+        for _ in range(10_000):
+            rng.shuffle(shuffled)
+            hits += abs(f(xs, shuffled)) >= abs(obs)
+        print(f"{label} {kind:8}: r = {obs:+.2f}, permutation p = {hits / 10_000:.3f} (n = {len(xs)})")
 
 
 if __name__ == "__main__":

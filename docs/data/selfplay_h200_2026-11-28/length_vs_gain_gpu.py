@@ -19,7 +19,7 @@ DATA = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location(
     "length_vs_gain", DATA / "selfplay_cpu60_temp_seed2_2026-11-28" / "length_vs_gain.py")
 cpu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cpu)  # mean, ranks, pearson: the CPU analysis's own
+_spec.loader.exec_module(cpu)  # mean and correlate (Pearson, Spearman, permutation p): the CPU analysis's own
 
 KEY = "curriculum/propose_deduction/result_digits"
 EVAL = "eval/arithmetic_eval/overall"
@@ -42,15 +42,6 @@ def lines(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def correlate(name, xs, gains, rng):
-    for kind, f in (("pearson", cpu.pearson), ("spearman", lambda a, b: cpu.pearson(cpu.ranks(a), cpu.ranks(b)))):
-        obs, shuffled, hits = f(xs, gains), gains[:], 0
-        for _ in range(10_000):
-            rng.shuffle(shuffled)
-            hits += abs(f(xs, shuffled)) >= abs(obs)
-        print(f"  {name:28} {kind:8}: r = {obs:+.2f}, permutation p = {hits / 10_000:.3f} (n = {len(xs)})")
-
-
 def main():
     rows = []
     for label, path, paper in RUNS:
@@ -66,7 +57,7 @@ def main():
     for subset, chosen in (("all 10 runs", rows), ("the 7 with the paper's loss settings", [r for r in rows if r[1]])):
         print(subset)
         for gname, gi in (("gain last", 5), ("gain late 3", 6)):
-            correlate(f"last-5 digits vs {gname}", [r[4] for r in chosen], [r[gi] for r in chosen], rng)
+            cpu.correlate(f"  {'last-5 digits vs ' + gname:28}", [r[4] for r in chosen], [r[gi] for r in chosen], rng)
 
 
 if __name__ == "__main__":
